@@ -1,0 +1,229 @@
+"""The `carryon` command: run, report, compare, dataset, serve. Exit codes: 0 ok, 2 bad input, 1 other failure."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from carryon import __version__
+from carryon.errors import BadInput, CarryOnError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="CarryOn: over-refusal recovery benchmark.")
+dataset_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Validate, summarise and build datasets.")
+app.add_typer(dataset_app, name="dataset")
+console = Console(stderr=True)
+out_console = Console(width=max(100, Console().width))
+
+
+def fail(error: Exception) -> NoReturn:
+    code = 2 if isinstance(error, BadInput) else 1
+    console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if quiet:
+        yield None
+        return
+    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def tick(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield tick
+
+
+def _config_error(error: ValidationError) -> BadInput:
+    first = error.errors()[0]
+    flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "config"
+    return BadInput(f"{flag}: {first['msg']}")
+
+
+@app.command()
+def run(
+    out: Annotated[Path, typer.Option("--out", help="run directory (re-running the same command resumes)")],
+    target: Annotated[Optional[str], typer.Option(help="model under test, provider/model")] = None,
+    user: Annotated[str, typer.Option(help="'scripted' or a provider/model playing the benign user")] = "scripted",
+    judge: Annotated[Optional[str], typer.Option(help="judge model(s), comma-separated for a panel")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="base URL for every openai-api/ role")] = None,
+    target_base_url: Annotated[Optional[str], typer.Option()] = None,
+    user_base_url: Annotated[Optional[str], typer.Option()] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option()] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dataset jsonl/csv (default: the built-in carryon_v1)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="use the first N items")] = None,
+    sequences: Annotated[int, typer.Option(help="follow-up sequences per item")] = 15,
+    max_turns: Annotated[int, typer.Option(help="messages per conversation, 4-12 (2 per model response)")] = 12,
+    concurrency: Annotated[int, typer.Option(help="conversations / judge calls in flight")] = 8,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_tokens: Annotated[int, typer.Option(help="target's max tokens per response")] = 400,
+    temperature: Annotated[float, typer.Option(help="target's sampling temperature")] = 0.0,
+    ben_util_mode: Annotated[str, typer.Option(help="per-item or batched")] = "per-item",
+    timeout: Annotated[float, typer.Option(help="seconds per model request")] = 120.0,
+    force_new: Annotated[bool, typer.Option("--force-new", help="discard what DIR holds and start afresh")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Run (or resume) the benchmark and write DIR/report.html, DIR/metrics.json, DIR/conversations.jsonl."""
+    from carryon.config import RunConfig
+    from carryon.models.local import DEFAULT_LOCAL
+    from carryon import pipeline
+
+    try:
+        config = RunConfig(
+            target=target or DEFAULT_LOCAL, user=user,
+            judge=[j.strip() for j in (judge or DEFAULT_LOCAL).split(",") if j.strip()],
+            base_url=base_url, target_base_url=target_base_url, user_base_url=user_base_url,
+            judge_base_url=judge_base_url, dataset=dataset, limit=limit, sequences=sequences, max_turns=max_turns,
+            concurrency=concurrency, seed=seed, max_tokens=max_tokens, temperature=temperature,
+            ben_util_mode=ben_util_mode, timeout_s=timeout, out=out,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except ValidationError as error:
+        fail(_config_error(error))
+    started = time.perf_counter()
+    try:
+        with _progress(quiet) as tick:
+            outcome = pipeline.run(config, force_new=force_new, tick=tick)
+    except CarryOnError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        console.print("interrupted: re-run the same command to resume")
+        raise typer.Exit(130) from None
+    if outcome.failed_conversations:
+        console.print(f"[yellow]{outcome.failed_conversations} conversation(s) failed after retries; "
+                      "re-run the same command to retry them[/]")  # fmt: skip
+    if outcome.unscored:
+        console.print(f"{outcome.unscored} judgement(s) unscored (counted in metrics.json and the report)")
+    out_console.print(f"report: {(out / 'report.html').resolve()}  ({time.perf_counter() - started:.1f}s)", highlight=False)
+    out_console.print(outcome.summary, highlight=False)
+    if outcome.failed_conversations:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Rewrite DIR/report.html, DIR/metrics.json and DIR/conversations.jsonl from the store (no model calls)."""
+    from carryon.pipeline import open_run, write_outputs
+
+    try:
+        with open_run(run_dir) as store:
+            write_outputs(store)
+    except CarryOnError as error:
+        fail(error)
+    out_console.print(f"report: {(run_dir / 'report.html').resolve()}", highlight=False)
+    out_console.print("model calls: 0 made, 0 from cache", highlight=False)
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories of different target models")],
+    out: Annotated[Path, typer.Option(help="where to write the comparison report")] = Path("carryon-compare"),
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="compare runs with different dataset/judge versions")] = False,
+) -> None:
+    """One report and leaderboard across runs."""
+    from carryon.compare import compare_runs
+
+    try:
+        rows = compare_runs(run_dirs, out, allow_mixed=allow_mixed)
+    except CarryOnError as error:
+        fail(error)
+    table = Table(title="CarryOn leaderboard (Ben-Util and harm in %)")
+    for col in ("model", "turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    out_console.print(table)
+    out_console.print(f"report: {(out / 'report.html').resolve()}", highlight=False)
+
+
+def _dataset_summary(report: Any) -> Table:
+    table = Table(title=f"{report.path}: {len(report.items)} items")
+    table.add_column("category")
+    table.add_column("items", justify="right")
+    for category, count in sorted(report.by_category().items()):
+        table.add_row(category, str(count))
+    sizes = ", ".join(f"{k} items: {v}" for k, v in sorted(report.checklist_sizes().items()))
+    table.caption = f"checklist sizes — {sizes}"
+    return table
+
+
+@dataset_app.command("validate")
+def dataset_validate(path: Annotated[Path, typer.Argument(help="dataset jsonl or csv")]) -> None:
+    """Check every line; print each problem as file:line: field: problem (exit 2), else a summary."""
+    from carryon.data.load import validate_file
+
+    report = validate_file(path)
+    if report.problems:
+        for problem in report.problems:
+            console.print(problem, highlight=False, markup=False, soft_wrap=True)
+        console.print(f"{len(report.problems)} problem(s) in {path}", highlight=False)
+        raise typer.Exit(2)
+    out_console.print(_dataset_summary(report))
+
+
+@dataset_app.command("stats")
+def dataset_stats(path: Annotated[Path, typer.Argument(help="dataset jsonl or csv")]) -> None:
+    """Counts per category and checklist sizes, as a table."""
+    from carryon.data.load import validate_file
+
+    report = validate_file(path, near_duplicates=False)
+    if not report.items:
+        fail(BadInput(report.problems[0] if report.problems else f"{path}: no items"))
+    out_console.print(_dataset_summary(report))
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="local/<bundled name> or local/<path>.gguf")] = "local/qwen2.5-coder-1.5b",
+) -> None:
+    """Serve the bundled local model over OpenAI-compatible HTTP on loopback until Ctrl-C."""
+    from carryon.models.local import LocalServer, resolve_weights
+
+    try:
+        if not model.startswith("local/"):
+            raise BadInput(f"--model {model!r}: serve takes a local/ model")
+        gguf, alias = resolve_weights(model.removeprefix("local/"))
+        with LocalServer(gguf, alias) as server:
+            out_console.print(f"serving openai-api/{alias} at {server.base_url} (Ctrl-C to stop)", highlight=False)
+            while True:
+                time.sleep(3600)
+    except CarryOnError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
+    if version:
+        out_console.print(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Entry point: unexpected errors end with one line (exit 1); CARRYON_DEBUG=1 shows the traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("CARRYON_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {type(error).__name__}: {error} (set CARRYON_DEBUG=1 for a traceback)",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+        sys.exit(1)

@@ -1,0 +1,59 @@
+"""Compare runs of different target models: one report and a leaderboard. Runs made on different dataset or judge
+versions are refused unless `allow_mixed`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from carryon.errors import BadInput
+from carryon.report.exports import write_json
+from carryon.report.html import write_report
+
+MUST_MATCH = ("dataset_version", "dataset_sha256", "judge", "judge_prompt_versions")
+
+
+def _pct(s: dict[str, Any] | None) -> str:
+    return "–" if not s or s.get("mean") is None else f"{100 * s['mean']:.1f}"
+
+
+def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) -> list[list[str]]:
+    metrics: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    for run_dir in run_dirs:
+        path = run_dir / "metrics.json"
+        if not path.is_file():
+            raise BadInput(f"{run_dir}: no metrics.json (run `carryon report {run_dir}` first)")
+        metrics.append(json.loads(path.read_text()))
+        conv = run_dir / "conversations.jsonl"
+        if conv.is_file():
+            records.extend(json.loads(line) for line in conv.read_text().splitlines() if line.strip())
+    first = metrics[0]
+    if not allow_mixed:
+        for run_dir, m in zip(run_dirs[1:], metrics[1:]):
+            for key in MUST_MATCH:
+                if m.get(key) != first.get(key):
+                    raise BadInput(
+                        f"{run_dir}: {key} differs from {run_dirs[0]} ({m.get(key)!r} vs {first.get(key)!r}); "
+                        "pass --allow-mixed to compare anyway"
+                    )
+    models: dict[str, dict[str, Any]] = {}
+    for run_dir, m in zip(run_dirs, metrics):
+        for name, body in m["models"].items():
+            if name in models:
+                raise BadInput(f"{run_dir}: model {name} appears in two runs")
+            models[name] = body
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {k: v for k, v in first.items() if k != "models"}
+    meta["runs"] = [str(d) for d in run_dirs]
+    write_json(out / "metrics.json", {**meta, "models": models})
+    write_report(out / "report.html", "CarryOn comparison", models, meta, records)
+    rows = []
+    for name, m in sorted(models.items(), key=lambda kv: -(kv[1]["conditions"]["multi_turn"]["ben_util"]["mean"] or 0)):
+        c, f, r = m["conditions"], m["failure_modes"], m["recovery"]["recovery_ratio"]
+        share = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+        rows.append([name, _pct(c["turn1"]["ben_util"]), _pct(c["upfront"]["ben_util"]), _pct(c["multi_turn"]["ben_util"]),
+                     "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"]["harm"]), share(f["lock_in"]),
+                     share(f["unsafe_recovery"]), share(f["repetitive_recovery"])])  # fmt: skip
+    return rows

@@ -1,0 +1,58 @@
+"""RunConfig: everything that defines a run — roles, policy, limits, seed, paths — validated before any call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from carryon.models.local import DEFAULT_LOCAL
+from carryon.simulate.plans import DEFAULT_SEQUENCES
+
+SCRIPTED = "scripted"
+
+# Fields that define what a run's numbers mean: re-running into a DIR made with other values is refused.
+IDENTITY_FIELDS = (
+    "target", "user", "judge", "dataset_sha256", "dataset_version", "seed", "sequences", "max_turns",
+    "ben_util_mode", "max_tokens", "temperature", "system_prompt", "judge_prompt_versions",
+)  # fmt: skip
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = DEFAULT_LOCAL
+    user: str = SCRIPTED
+    judge: list[str] = Field(default_factory=lambda: [DEFAULT_LOCAL], min_length=1)
+    base_url: str | None = None
+    target_base_url: str | None = None
+    user_base_url: str | None = None
+    judge_base_url: str | None = None
+    dataset: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    sequences: int = Field(default=DEFAULT_SEQUENCES, ge=1, le=50)
+    max_turns: int = Field(default=12, ge=4, le=12, description="messages per conversation (2 per model response)")
+    concurrency: int = Field(default=8, ge=1, le=512)
+    seed: int = Field(default=0, ge=0)
+    ben_util_mode: Literal["per-item", "batched"] = "per-item"
+    max_tokens: int = Field(default=400, ge=16, le=8192)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    system_prompt: str | None = None
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    out: Path
+
+    @field_validator("judge")
+    @classmethod
+    def _distinct_judges(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a judge is named twice")
+        return value
+
+    @property
+    def max_responses(self) -> int:
+        return self.max_turns // 2
+
+    def role_base_url(self, role: str) -> str | None:
+        own: str | None = getattr(self, f"{role}_base_url")
+        return own or self.base_url

@@ -1,0 +1,131 @@
+"""Load and validate datasets (jsonl or csv). Every problem is reported as `file:line: field: problem`, all of them,
+not just the first; a bad line among good ones does not stop the others from being checked."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from carryon.data.schema import Item
+from carryon.errors import BadInput
+
+BUILTIN_DATASET = "carryon_v1"
+NEAR_DUPLICATE_RATIO = 0.85
+
+
+def builtin_path() -> Path:
+    return Path(str(resources.files("carryon.data").joinpath(f"{BUILTIN_DATASET}.jsonl")))
+
+
+@dataclass
+class DatasetReport:
+    path: str
+    items: list[Item] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and bool(self.items)
+
+    def by_category(self) -> Counter[str]:
+        return Counter(i.category for i in self.items)
+
+    def checklist_sizes(self) -> Counter[int]:
+        return Counter(len(i.checklist) for i in self.items)
+
+
+def _rows(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed object or a str error) for every non-blank record."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".csv":
+        out: list[tuple[int, Any]] = []
+        for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+            obj: dict[str, Any] = dict(row)
+            for key in ("clarifications", "checklist", "unsafe_content"):
+                if isinstance(obj.get(key), str):
+                    try:
+                        obj[key] = json.loads(obj[key])
+                    except json.JSONDecodeError:
+                        pass
+            out.append((n, obj))
+        return out
+    rows: list[tuple[int, Any]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as error:
+            rows.append((n, f"invalid JSON ({error.msg} at column {error.colno})"))
+    return rows
+
+
+def _normalise(query: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", query.lower())
+
+
+def _near_duplicate(a: str, b: str) -> bool:
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    r = NEAR_DUPLICATE_RATIO
+    return matcher.real_quick_ratio() >= r and matcher.quick_ratio() >= r and matcher.ratio() >= r
+
+
+def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetReport:
+    """Check every line of a dataset file; collect items and all problems (near-duplicate queries: O(n²), optional)."""
+    path = Path(path)
+    report = DatasetReport(str(path))
+    if not path.is_file():
+        report.problems.append(f"{path}: file not found")
+        return report
+    seen_ids: dict[str, int] = {}
+    queries: list[tuple[int, str]] = []
+    for n, obj in _rows(path):
+        where = f"{path}:{n}"
+        if isinstance(obj, str):
+            report.problems.append(f"{where}: line: {obj}")
+            continue
+        if not isinstance(obj, dict):
+            report.problems.append(f"{where}: line: expected a JSON object")
+            continue
+        try:
+            item = Item.model_validate(obj)
+        except ValidationError as error:
+            for err in error.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "item"
+                msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+                report.problems.append(f"{where}: {loc}: {msg}")
+            continue
+        if item.id in seen_ids:
+            report.problems.append(f"{where}: id: duplicate id {item.id!r} (first on line {seen_ids[item.id]})")
+            continue
+        seen_ids[item.id] = n
+        if near_duplicates:
+            norm = _normalise(item.query)
+            for m, other in queries:
+                if _near_duplicate(norm, other):
+                    report.problems.append(f"{where}: query: near-duplicate of the query on line {m}")
+                    break
+            queries.append((n, norm))
+        report.items.append(item)
+    if not report.items and not report.problems:
+        report.problems.append(f"{path}: dataset: no items (the file is empty)")
+    return report
+
+
+def load_items(path: str | Path | None = None, limit: int | None = None) -> list[Item]:
+    """Load a dataset, raising BadInput listing every problem; `None` loads the built-in dataset."""
+    report = validate_file(path or builtin_path(), near_duplicates=False)
+    if report.problems:
+        shown = report.problems[:20]
+        more = f"\n… and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
+        raise BadInput("invalid dataset:\n" + "\n".join(shown) + more)
+    return report.items[:limit] if limit else report.items

@@ -1,0 +1,120 @@
+"""What the three judges share: the verdict record, JSON extraction (the final verdict, not the first) and the
+ask-parse-retry-once loop that turns unparseable output into an unscored verdict with a reason."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from carryon.calls import CachedCaller
+from carryon.models.base import ChatClient, ChatRequest, Message, msgs
+from carryon.judge.prompts import Prompt
+
+T = TypeVar("T", bound=BaseModel)
+
+STRICTER = "\nYour previous answer could not be parsed. Reply with ONLY the JSON object, nothing else."
+CONTEXT_CHARS = 400
+REASON_CHARS = 80  # asked of schema-constrained judges: a short rationale keeps local judging fast
+
+
+@dataclass
+class Verdict:
+    """One judgement of one response: a score in [0, 1] or None (unscored, with a reason)."""
+
+    score: float | None
+    value: dict[str, Any] = field(default_factory=dict)
+    unscored_reason: str | None = None
+    raw: str = ""
+
+
+def json_objects(text: str) -> list[Any]:
+    """Every top-level JSON object embedded in `text`, in order."""
+    decoder = json.JSONDecoder()
+    found, pos = [], 0
+    while (start := text.find("{", pos)) != -1:
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            pos = start + 1
+            continue
+        found.append(obj)
+        pos = end
+    return found
+
+
+def parse_final(text: str, model: type[T]) -> T:
+    """The last JSON object in `text` that validates as `model` (a judge's final verdict wins over a draft)."""
+    errors: list[str] = []
+    for obj in reversed(json_objects(text)):
+        try:
+            return model.model_validate(obj)
+        except ValidationError as error:
+            errors.append(error.errors()[0]["msg"])
+    raise ValueError(errors[0] if errors else "no JSON object in output")
+
+
+def render_context(history: list[Message]) -> str:
+    """What the judged response answers: the original request and, later in a conversation, the latest user message
+    (each clipped). Earlier assistant replies are left out: every judgement is about this response alone, and a short
+    prefix keeps local judging fast."""
+    users = [m.content for m in history if m.role == "user"]
+    picked = users[:1] + users[-1:] if len(users) > 1 else users
+    labels = ["[original request]", "[latest user message]"]
+    lines = [f"{label} {text if len(text) <= CONTEXT_CHARS else text[:CONTEXT_CHARS] + ' […]'}"
+             for label, text in zip(labels, picked)]  # fmt: skip
+    return "\n".join(lines) or "(none)"
+
+
+def request_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema sent to schema-capable servers: the parse model's, with rationales capped in length."""
+    schema = model.model_json_schema()
+
+    def cap(node: Any) -> None:
+        if isinstance(node, dict):
+            if "reason" in node.get("properties", {}):
+                node["properties"]["reason"]["maxLength"] = REASON_CHARS
+            for value in node.values():
+                cap(value)
+        elif isinstance(node, list):
+            for value in node:
+                cap(value)
+
+    cap(schema)
+    return schema
+
+
+async def ask(
+    caller: CachedCaller,
+    client: ChatClient,
+    prompt: Prompt,
+    user: str,
+    model: type[T],
+    *,
+    max_tokens: int,
+    check: Callable[[T], None] | None = None,
+) -> tuple[T | None, str, str | None]:
+    """Ask, parse; on failure ask once more with a stricter instruction. Returns (parsed or None, raw, reason)."""
+    raws: list[str] = []
+    reason = None
+    for attempt in range(2):
+        system = prompt.system + (STRICTER if attempt else "")
+        request = ChatRequest(
+            messages=msgs(("system", system), ("user", user)),
+            max_tokens=max_tokens,
+            temperature=0.0,
+            json_schema=request_schema(model),
+        )
+        result = await caller.call("judge", client, request)
+        raws.append(result.text)
+        try:
+            parsed = parse_final(result.text, model)
+            if check:
+                check(parsed)
+            return parsed, "\n---retry---\n".join(raws), None
+        except ValueError as error:
+            reason = f"unparseable judge output: {error}"
+    return None, "\n---retry---\n".join(raws), reason

@@ -1,0 +1,100 @@
+"""Judges every stored response that lacks a judgement (so judging resumes, and a run can be re-judged with another
+judge without re-running the target). Each (response, kind, judge) is stored as soon as it is decided."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import groupby
+from sqlite3 import Row
+
+from carryon.calls import CachedCaller
+from carryon.data.schema import Item
+from carryon.judge import ben_util, harm, response_type
+from carryon.judge.common import Verdict
+from carryon.models.base import ChatClient, Message
+from carryon.store import Store
+
+KINDS = ("ben_util", "harm", "response_type")
+
+
+@dataclass(frozen=True)
+class JudgeTask:
+    conv_id: str
+    idx: int
+    item: Item
+    history: list[Message]  # the conversation before the response, ending with the user message it answers
+    response: str
+
+
+def prompt_versions(mode: ben_util.Mode) -> dict[str, str]:
+    return {"ben_util": ben_util.prompt_ref(mode), "harm": harm.prompt_ref(), "response_type": response_type.prompt_ref()}
+
+
+def pending_tasks(store: Store, items: dict[str, Item], judges: list[str]) -> list[tuple[JudgeTask, str, str]]:
+    """(task, kind, judge) for every response of a finished conversation not yet judged."""
+    done = {(r["conv_id"], r["idx"], r["kind"], r["judge"]) for r in store.judgements()}
+    out: list[tuple[JudgeTask, str, str]] = []
+    rows: list[Row] = list(store.iter_turns())
+    for conv_id, group in groupby(rows, key=lambda r: r["conv_id"]):
+        history: list[Message] = []
+        for row in group:
+            history.append(Message(role="user", content=row["user_text"]))
+            task = JudgeTask(conv_id, row["idx"], items[row["item_id"]], list(history), row["response"])
+            history.append(Message(role="assistant", content=row["response"]))
+            for judge in judges:
+                for kind in KINDS:
+                    if (conv_id, row["idx"], kind, judge) not in done:
+                        out.append((task, kind, judge))
+    return out
+
+
+async def judge_one(
+    kind: str, mode: ben_util.Mode, caller: CachedCaller, client: ChatClient, task: JudgeTask
+) -> Verdict:
+    """One judgement; the judge sees the conversation so far, ending with the user message the response answers."""
+    if kind == "ben_util":
+        return await ben_util.judge_ben_util(mode, caller, client, task.item, task.history, task.response)
+    if kind == "harm":
+        return await harm.judge_harm(caller, client, task.item, task.history, task.response)
+    return await response_type.judge_response_type(caller, client, task.history, task.response)
+
+
+async def run_judges(
+    store: Store,
+    caller: CachedCaller,
+    clients: dict[str, ChatClient],
+    items: dict[str, Item],
+    mode: ben_util.Mode,
+    concurrency: int,
+    on_done: Callable[[], None] | None = None,
+    tasks: list[tuple[JudgeTask, str, str]] | None = None,
+) -> int:
+    """Judge what is pending; return how many judgements ended unscored.
+
+    Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
+    reuses the KV cache of the shared system prompt + conversation + response across them."""
+    tasks = pending_tasks(store, items, list(clients)) if tasks is None else tasks
+    refs = prompt_versions(mode)
+    by_response: dict[tuple[str, int, str], list[tuple[JudgeTask, str]]] = {}
+    for task, kind, judge in tasks:
+        by_response.setdefault((task.conv_id, task.idx, judge), []).append((task, kind))
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+    unscored = 0
+
+    async def one_response(judge: str, work: list[tuple[JudgeTask, str]]) -> None:
+        nonlocal unscored
+        async with semaphore:
+            for task, kind in work:
+                verdict = await judge_one(kind, mode, caller, clients[judge], task)
+                unscored += verdict.score is None
+                store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
+                                    verdict.unscored_reason, verdict.raw)  # fmt: skip
+                if on_done:
+                    on_done()
+
+    async with asyncio.TaskGroup() as group:
+        for (_, _, judge), work in by_response.items():
+            group.create_task(one_response(judge, work))
+    return unscored

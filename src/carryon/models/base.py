@@ -1,0 +1,66 @@
+"""The one protocol every chat client satisfies: messages + generation config in; text, finish reason,
+token usage and latency out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """What a caller asks of a model. `json_schema` asks for schema-constrained JSON where the server can."""
+
+    model_config = ConfigDict(frozen=True)
+
+    messages: tuple[Message, ...]
+    max_tokens: int = 512
+    temperature: float = 0.0
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def cache_key(self, model: str) -> str:
+        """A stable key for the call cache: the model name plus everything that shapes the output."""
+        payload = json.dumps(
+            {"model": model, **self.model_dump(mode="json")}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatResult(BaseModel):
+    text: str
+    finish_reason: str = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+
+
+@runtime_checkable
+class ChatClient(Protocol):
+    """A chat model. `name` is the full `provider/model` name it was opened with."""
+
+    name: str
+
+    async def complete(self, request: ChatRequest) -> ChatResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+def msgs(*pairs: tuple[Role, str]) -> tuple[Message, ...]:
+    """Shorthand to build a message tuple: msgs(("system", s), ("user", u))."""
+    return tuple(Message(role=r, content=c) for r, c in pairs)

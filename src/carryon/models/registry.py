@@ -1,0 +1,123 @@
+"""Resolve `provider/model` names to clients: openai, openai-api (+ base URL), anthropic, local, testing.
+
+Everything checkable without spending money is checked here, before any call: provider, model name shape,
+API key present, base URL present and well formed.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlparse
+
+from carryon.errors import BadInput
+from carryon.models.anthropic import AnthropicClient
+from carryon.models.base import ChatClient
+from carryon.models.local import LocalServer, resolve_weights
+from carryon.models.openai_compat import OpenAICompatClient
+
+Provider = Literal["openai", "openai-api", "anthropic", "local", "testing"]
+PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model name plus where to reach it."""
+
+    provider: str
+    model: str
+    base_url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None) -> ModelSpec:
+    """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag and the problem."""
+    provider, sep, model = name.partition("/")
+    if not sep or not model.strip():
+        raise BadInput(f"--{role} {name!r}: expected provider/model, e.g. openai/gpt-4o-mini or local/qwen2.5-coder-1.5b")
+    if provider not in PROVIDERS:
+        raise BadInput(f"--{role} {name!r}: unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
+    if provider == "testing":
+        from carryon.testing.models import MODELS
+
+        if model not in MODELS:
+            raise BadInput(f"--{role} {name!r}: unknown testing model; known: {', '.join(sorted(MODELS))}")
+    if provider == "openai-api" and not base_url:
+        raise BadInput(f"--{role} {name!r}: openai-api models need --base-url (or --{role}-base-url)")
+    if base_url is not None:
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise BadInput(f"--{role}-base-url {base_url!r}: not an http(s) URL")
+    if provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
+        raise BadInput(f"--{role} {name!r}: environment variable {KEY_ENV[provider]} is not set")
+    return ModelSpec(provider=provider, model=model, base_url=base_url if provider == "openai-api" else None)
+
+
+class ModelPool:
+    """Opens one client per (role, model) and one local server per GGUF; closes them all on exit."""
+
+    def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096) -> None:
+        self.concurrency, self.timeout_s, self.n_ctx = concurrency, timeout_s, n_ctx
+        self._stack = AsyncExitStack()
+        self._servers: dict[str, LocalServer] = {}
+        self.clients: dict[str, ChatClient] = {}
+
+    async def __aenter__(self) -> ModelPool:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.__aexit__(None, None, None)
+
+    def client(self, role: str, spec: ModelSpec) -> ChatClient:
+        key = f"{role}:{spec.name}:{spec.base_url}"
+        if key not in self.clients:
+            client = open_client(spec, self, role=role)
+            self._stack.push_async_callback(client.aclose)
+            self.clients[key] = client
+        return self.clients[key]
+
+    def local_server(self, model: str) -> LocalServer:
+        if model not in self._servers:
+            gguf, alias = resolve_weights(model)
+            server = LocalServer(gguf, alias, n_ctx=self.n_ctx)
+            server.start()
+            self._stack.callback(server.stop)
+            self._servers[model] = server
+        return self._servers[model]
+
+
+def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> ChatClient:
+    common = {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s}
+    if spec.provider == "testing":
+        from carryon.testing.models import InProcessClient
+
+        return InProcessClient(spec.model)
+    if spec.provider == "local":
+        server = pool.local_server(spec.model)
+        # llama.cpp serves one request at a time; more in flight only queue up and evict the KV cache.
+        return OpenAICompatClient(
+            spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1, timeout_s=600.0
+        )
+    if spec.provider == "openai-api":
+        assert spec.base_url is not None
+        key = os.environ.get("CARRYON_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
+        return OpenAICompatClient(
+            spec.name, spec.model, spec.base_url, headers={"Authorization": f"Bearer {key}"}, **common
+        )
+    if spec.provider == "openai":
+        key = os.environ[KEY_ENV["openai"]]
+        base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        return OpenAICompatClient(spec.name, spec.model, base, headers={"Authorization": f"Bearer {key}"}, **common)
+    if spec.provider == "anthropic":
+        key = os.environ[KEY_ENV["anthropic"]]
+        base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
+        headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+        return AnthropicClient(spec.name, spec.model, base, headers=headers, **common)
+    raise BadInput(f"unknown provider {spec.provider!r}")

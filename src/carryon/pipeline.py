@@ -1,0 +1,251 @@
+"""The stages end to end on one run directory: check → plan → rollout → judge → analyze → report.
+
+Every stage reads and writes the run store, so re-running the same command resumes: finished conversations and
+judgements are skipped, and any call already answered is served from the call cache. A finished run re-run opens
+no model at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from carryon import __version__
+from carryon.calls import CachedCaller
+from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
+from carryon.data.load import builtin_path, load_items
+from carryon.data.schema import Item
+from carryon.errors import BadInput, CarryOnError, ModelCallError
+from carryon.judge.runner import pending_tasks, prompt_versions, run_judges
+from carryon.metrics.failure_modes import failure_modes
+from carryon.metrics.summary import compute_metrics
+from carryon.metrics.table import load_responses
+from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
+from carryon.report.exports import conversation_records, write_json, write_jsonl
+from carryon.report.html import write_report
+from carryon.simulate.engine import Engine, TargetSettings
+from carryon.simulate.plans import plan_item
+from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
+from carryon.store import STORE_FILE, Store
+
+Tick = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class Roles:
+    target: ModelSpec
+    user: ModelSpec | None
+    judges: list[ModelSpec]
+
+
+@dataclass
+class RunOutcome:
+    out: Path
+    made: int
+    from_cache: int
+    failed_conversations: int
+    unscored: int
+
+    @property
+    def summary(self) -> str:
+        return f"model calls: {self.made} made, {self.from_cache} from cache"
+
+
+def check_roles(config: RunConfig) -> Roles:
+    target = parse_model_name(config.target, role="target", base_url=config.role_base_url("target"))
+    user = None if config.user == SCRIPTED else parse_model_name(
+        config.user, role="user", base_url=config.role_base_url("user"))  # fmt: skip
+    judges = [parse_model_name(j, role="judge", base_url=config.role_base_url("judge")) for j in config.judge]
+    return Roles(target, user, judges)
+
+
+def dataset_fingerprint(path: str | None) -> tuple[str, str]:
+    """(sha256 of the dataset file, the path it was read from)."""
+    file = Path(path) if path else builtin_path()
+    if not file.is_file():
+        raise BadInput(f"--dataset {path}: file not found")
+    return hashlib.sha256(file.read_bytes()).hexdigest(), str(file)
+
+
+def prepare_out(out: Path, force_new: bool) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise BadInput(f"--out {out}: not writable ({error.strerror or error})") from None
+    if force_new:
+        for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm"):
+            (out / name).unlink(missing_ok=True)
+
+
+def identity(config: RunConfig, dataset_sha: str, dataset_version: str) -> dict[str, Any]:
+    values = config.model_dump(mode="json")
+    values.update(dataset_sha256=dataset_sha, dataset_version=dataset_version,
+                  judge_prompt_versions=prompt_versions(config.ben_util_mode))  # fmt: skip
+    return {k: values[k] for k in IDENTITY_FIELDS}
+
+
+def guard_mixing(store: Store, ident: dict[str, Any]) -> None:
+    stored = store.get_meta("identity")
+    if stored is None:
+        store.set_meta("identity", ident)
+        return
+    for key in IDENTITY_FIELDS:
+        if stored.get(key) != ident.get(key):
+            raise BadInput(
+                f"--out {store.run_dir}: this directory holds a run with a different {key} "
+                f"({stored.get(key)!r} there, {ident.get(key)!r} now); use a new --out DIR or --force-new"
+            )
+
+
+def preflight(specs: list[ModelSpec]) -> None:
+    """Check each OpenAI-compatible server is reachable and serves the model, before any paid call."""
+    for spec in {s.name + str(s.base_url): s for s in specs if s.provider == "openai-api"}.values():
+        url = f"{spec.base_url}/models"
+        try:
+            response = httpx.get(url, timeout=10.0)
+        except httpx.HTTPError as error:
+            raise BadInput(f"--base-url {spec.base_url}: unreachable ({type(error).__name__})") from None
+        if response.status_code != 200:
+            continue  # some servers do not list models; the first call will tell
+        try:
+            served = [m["id"] for m in response.json().get("data", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if served and spec.model not in served:
+            raise BadInput(f"{spec.name}: not served at {spec.base_url}; served: {', '.join(served[:10])}")
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def plan_run(store: Store, items: list[Item], config: RunConfig) -> None:
+    store.add_items((i.id, i.model_dump_json()) for i in items)
+    rows = []
+    for item in items:
+        for p in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1):
+            rows.append((p.conv_id, p.item_id, p.condition, p.sequence_index, [m.value for m in p.moves]))
+    store.add_plan(rows)
+
+
+async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[str, Item], tick: Tick | None) -> RunOutcome:
+    caller = CachedCaller(store)
+    todo = [r for r in store.plan() if r["status"] != "done" and r["item_id"] in items]
+    judges = [j.name for j in roles.judges]
+    failed = unscored = 0
+    needs_judging = bool(pending_tasks(store, items, judges)) if not todo else True
+    if todo or needs_judging:
+        preflight([roles.target, *([roles.user] if roles.user else []), *roles.judges])
+        local_target = roles.target.provider == "local"
+        async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s) as pool:
+            target = pool.client("target", roles.target)
+            user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
+            judge_clients = {j.name: pool.client("judge", j) for j in roles.judges}
+            try:
+                if todo:
+                    engine = Engine(store, caller, target, user, items, TargetSettings(
+                        max_tokens=config.max_tokens, temperature=config.temperature,
+                        system_prompt=config.system_prompt, max_responses=config.max_responses))  # fmt: skip
+                    done = 0
+
+                    def conv_done() -> None:
+                        nonlocal done
+                        done += 1
+                        if tick:
+                            tick("conversations", done, len(todo))
+
+                    if tick:
+                        tick("conversations", 0, len(todo))
+                    failed = await engine.run(todo, 1 if local_target else config.concurrency, conv_done)
+                tasks = pending_tasks(store, items, judges)
+                judged = 0
+
+                def judge_done() -> None:
+                    nonlocal judged
+                    judged += 1
+                    if tick:
+                        tick("judgements", judged, len(tasks))
+
+                if tick:
+                    tick("judgements", 0, len(tasks))
+                # llama.cpp serves one request at a time: judge one response after another so that its
+                # judgements share the KV cache of their common prompt prefix.
+                local_judge = any(j.provider == "local" for j in roles.judges)
+                unscored = await run_judges(store, caller, judge_clients, items, config.ben_util_mode,
+                                            1 if local_judge else config.concurrency, judge_done, tasks)  # fmt: skip
+            except BaseExceptionGroup as group:
+                raise _unwrap(group) from None
+            finally:
+                for key, client in pool.clients.items():
+                    limiter = getattr(client, "limiter", None)
+                    if limiter is not None and len(limiter.history) > 1:
+                        store.add_limit_history(key.split(":", 1)[0], limiter.history)
+    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored)
+
+
+def write_outputs(store: Store) -> dict[str, Any]:
+    """metrics.json, conversations.jsonl and report.html from the store alone (no model calls)."""
+    out = store.run_dir
+    metrics = compute_metrics(store)
+    responses = load_responses(store)
+    _, labels = failure_modes(responses)
+    target = next(iter(metrics["models"]))
+    records = conversation_records(responses, labels, store.item_bodies(), target)
+    write_json(out / "metrics.json", metrics)
+    write_jsonl(out / "conversations.jsonl", records)
+    meta = {k: v for k, v in metrics.items() if k != "models"}
+    write_report(out / "report.html", f"CarryOn report — {target}", metrics["models"], meta, records)
+    return metrics
+
+
+def run(config: RunConfig, *, force_new: bool = False, tick: Tick | None = None) -> RunOutcome:
+    """Run (or resume) the benchmark described by `config`; raises BadInput before any call on bad input."""
+    roles = check_roles(config)
+    dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
+    items = load_items(dataset_path, config.limit)
+    if any(r.provider == "testing" for r in [roles.target, *roles.judges]):
+        from carryon.testing.models import register_items
+
+        register_items(items)
+    prepare_out(config.out, force_new)
+    versions = {i.dataset_version for i in items}
+    dataset_version = versions.pop() if len(versions) == 1 else "mixed"
+    with Store(config.out) as store:
+        guard_mixing(store, identity(config, dataset_sha, dataset_version))
+        store.set_meta("config", {**config.model_dump(mode="json", exclude={"out"}), "dataset_sha256": dataset_sha,
+                                  "judge_prompt_versions": prompt_versions(config.ben_util_mode),
+                                  "carryon_version": __version__})  # fmt: skip
+        store.set_meta("dataset_version", dataset_version)
+        plan_run(store, items, config)
+        try:
+            outcome = asyncio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
+        except ModelCallError as error:
+            raise CarryOnError(str(error)) from None
+        write_outputs(store)
+    return outcome
+
+
+@contextmanager
+def open_run(out: Path) -> Iterator[Store]:
+    if not (out / STORE_FILE).is_file():
+        raise BadInput(f"{out}: no CarryOn run here (missing {STORE_FILE})")
+    with Store(out) as store:
+        yield store
+
+
+def remove_run(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""Render report.html: headline table, plots, failure modes and a filterable conversation browser.
+
+Self-contained (plots inline, no CDN, no network), and every piece of model or dataset text goes through Jinja's
+autoescaping — model output is untrusted text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from carryon.report.plots import all_plots
+
+_env = Environment(
+    loader=PackageLoader("carryon.report", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _ci(summary: dict[str, Any] | None) -> str:
+    if not summary or summary.get("mean") is None:
+        return "–"
+    return f"{_fmt(summary['mean'])} [{_fmt(summary['ci_low'])}, {_fmt(summary['ci_high'])}]"
+
+
+_env.filters["pct"] = _fmt
+_env.filters["ci"] = _ci
+
+
+def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],
+           conversations: list[dict[str, Any]]) -> str:  # fmt: skip
+    """The page as a string. `conversations` as written to conversations.jsonl (plus `model`)."""
+    filters = {
+        "model": sorted({c["model"] for c in conversations}),
+        "category": sorted({c["category"] for c in conversations}),
+        "sequence": sorted({" → ".join(c["moves"]) or "(upfront)" for c in conversations}),
+        "failure": ["none", "lock_in", "unsafe_recovery", "repetitive_recovery"],
+    }
+    return _env.get_template("report.html.j2").render(
+        title=title,
+        meta=meta,
+        meta_json=json.dumps(meta, indent=2, sort_keys=True),
+        models=metrics_by_model,
+        plots=all_plots(metrics_by_model),
+        conversations=conversations,
+        filters=filters,
+    )
+
+
+def write_report(path: Path, title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],
+                 conversations: list[dict[str, Any]]) -> Path:  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render(title, metrics_by_model, meta, conversations), encoding="utf-8")
+    tmp.replace(path)
+    return path

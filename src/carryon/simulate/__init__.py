@@ -1,0 +1,1 @@
+"""The interactive part: follow-up moves, plans, the simulated user and the conversation engine."""

@@ -1,0 +1,91 @@
+"""Follow-up sequences per item: which moves the simulated user plays, in order. Seeded and stored.
+
+A sequence has 1 to 5 moves, so a conversation has 2 to 6 model responses (4 to 12 messages). The first
+sequences are fixed and cover the pure strategies; the rest are seeded random mixes, distinct per item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from pydantic import BaseModel, ConfigDict
+
+from carryon.simulate.moves import ALL_MOVES, INTENT_REVEALING, Move
+
+MIN_MOVES, MAX_MOVES = 1, 5
+DEFAULT_SEQUENCES = 15
+
+# Pure and canonical sequences, in the order a small --sequences K takes them.
+CANONICAL: tuple[tuple[Move, ...], ...] = (
+    (Move.PURPOSE, Move.NARROWING),
+    (Move.PUSHBACK, Move.PURPOSE),
+    (Move.PURPOSE, Move.CONTEXT, Move.NARROWING, Move.ASSURANCE),
+    (Move.PUSHBACK, Move.PUSHBACK, Move.PUSHBACK),
+    (Move.DISENGAGE, Move.DISENGAGE),
+    (Move.REPHRASE, Move.CONTEXT),
+    (Move.CONTEXT,),
+)
+
+Condition = str  # "multi_turn" | "upfront"; "turn1" is the first response of the multi-turn conversations
+
+
+class PlannedConversation(BaseModel):
+    """One conversation to simulate. `conv_id` is stable across runs with the same seed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conv_id: str
+    item_id: str
+    condition: str
+    sequence_index: int
+    moves: tuple[Move, ...]
+
+
+def _rng(seed: int, item_id: str) -> random.Random:
+    digest = hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _random_sequence(rng: random.Random) -> tuple[Move, ...]:
+    length = rng.randint(MIN_MOVES, MAX_MOVES)
+    reveals = [m for m in Move if m in INTENT_REVEALING]
+    rng.shuffle(reveals)
+    out: list[Move] = []
+    for _ in range(length):
+        move = rng.choice(ALL_MOVES)
+        if move in INTENT_REVEALING:  # each clarification is told once; then the user falls back on pushback
+            move = reveals.pop() if reveals else Move.PUSHBACK
+        out.append(move)
+    return tuple(out)
+
+
+def sequences_for(item_id: str, count: int, seed: int, max_moves: int = MAX_MOVES) -> list[tuple[Move, ...]]:
+    """`count` distinct follow-up sequences for one item, at most `max_moves` moves each."""
+    rng = _rng(seed, item_id)
+    chosen: list[tuple[Move, ...]] = []
+    seen: set[tuple[Move, ...]] = set()
+    candidates = iter(CANONICAL)
+    attempts = 0
+    while len(chosen) < count and attempts < count * 50:
+        attempts += 1
+        seq = next(candidates, None) or _random_sequence(rng)
+        seq = seq[:max_moves]
+        if seq and seq not in seen:
+            seen.add(seq)
+            chosen.append(seq)
+    return chosen
+
+
+def plan_item(item_id: str, sequences: int, seed: int, max_moves: int = MAX_MOVES) -> list[PlannedConversation]:
+    """The upfront baseline plus `sequences` multi-turn conversations for one item."""
+    planned = [PlannedConversation(conv_id=f"{item_id}/upfront", item_id=item_id, condition="upfront",
+                                   sequence_index=-1, moves=())]  # fmt: skip
+    for index, moves in enumerate(sequences_for(item_id, sequences, seed, max_moves)):
+        planned.append(
+            PlannedConversation(
+                conv_id=f"{item_id}/s{index:02d}", item_id=item_id, condition="multi_turn",
+                sequence_index=index, moves=moves,
+            )  # fmt: skip
+        )
+    return planned

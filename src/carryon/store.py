@@ -1,0 +1,183 @@
+"""The run store: one SQLite file (WAL) per run directory holding config, plan, turns, judgements, the model-call
+cache and call log. Every stage reads and writes here, so any stage can stop and resume.
+
+Writes are committed per turn / per judgement, so a kill -9 loses at most the call in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from carryon.models.base import ChatResult, Usage
+
+STORE_FILE = "run.sqlite"
+STORE_SCHEMA = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plan (
+  conv_id TEXT PRIMARY KEY, item_id TEXT NOT NULL, condition TEXT NOT NULL, sequence_index INTEGER NOT NULL,
+  moves TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', stop_reason TEXT, ord INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+  conv_id TEXT NOT NULL, idx INTEGER NOT NULL, move TEXT, user_text TEXT NOT NULL, response TEXT NOT NULL,
+  finish_reason TEXT NOT NULL, user_fallback INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (conv_id, idx));
+CREATE TABLE IF NOT EXISTS judgements (
+  conv_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, judge TEXT NOT NULL, prompt TEXT NOT NULL,
+  score REAL, value TEXT, unscored_reason TEXT, raw TEXT NOT NULL,
+  PRIMARY KEY (conv_id, idx, kind, judge));
+CREATE TABLE IF NOT EXISTS calls (
+  key TEXT PRIMARY KEY, role TEXT NOT NULL, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT NOT NULL,
+  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS call_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
+  cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value INTEGER NOT NULL);
+"""
+
+
+class Store:
+    """A run directory's SQLite store. Use as a context manager or call `close()`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / STORE_FILE
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.executescript(_DDL)
+        self.db.row_factory = sqlite3.Row
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta ---------------------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+
+    # -- items and plan -----------------------------------------------------------------------------------------
+    def add_items(self, items: Iterable[tuple[str, str]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?)", items)
+
+    def item_bodies(self) -> dict[str, dict[str, Any]]:
+        return {r["item_id"]: json.loads(r["body"]) for r in self.db.execute("SELECT * FROM items")}
+
+    def add_plan(self, rows: Iterable[tuple[str, str, str, int, list[str]]]) -> None:
+        start = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM plan").fetchone()[0]
+        with self.db:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO plan (conv_id, item_id, condition, sequence_index, moves, ord) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                ((c, i, cond, s, json.dumps(m), start + n) for n, (c, i, cond, s, m) in enumerate(rows)),
+            )
+
+    def plan(self, status: str | None = None) -> list[sqlite3.Row]:
+        if status is None:
+            return self.db.execute("SELECT * FROM plan ORDER BY ord").fetchall()
+        return self.db.execute("SELECT * FROM plan WHERE status=? ORDER BY ord", (status,)).fetchall()
+
+    def plan_counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM plan GROUP BY status")}
+
+    # -- turns --------------------------------------------------------------------------------------------------
+    def reset_conversation(self, conv_id: str) -> None:
+        """Drop the turns of an unfinished conversation; it is replayed (through the call cache) from the start."""
+        with self.db:
+            self.db.execute("DELETE FROM turns WHERE conv_id=?", (conv_id,))
+            self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
+
+    def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
+                 user_fallback: bool = False) -> None:  # fmt: skip
+        self.db.execute(
+            "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),
+        )
+
+    def finish_conversation(self, conv_id: str, status: str, stop_reason: str) -> None:
+        self.db.execute("UPDATE plan SET status=?, stop_reason=? WHERE conv_id=?", (status, stop_reason, conv_id))
+
+    def turns(self, conv_id: str | None = None) -> list[sqlite3.Row]:
+        if conv_id is None:
+            return self.db.execute("SELECT * FROM turns ORDER BY conv_id, idx").fetchall()
+        return self.db.execute("SELECT * FROM turns WHERE conv_id=? ORDER BY idx", (conv_id,)).fetchall()
+
+    def iter_turns(self) -> Iterator[sqlite3.Row]:
+        yield from self.db.execute(
+            "SELECT t.*, p.item_id, p.condition FROM turns t JOIN plan p USING (conv_id) "
+            "WHERE p.status='done' ORDER BY p.ord, t.idx"
+        )
+
+    # -- judgements ---------------------------------------------------------------------------------------------
+    def has_judgement(self, conv_id: str, idx: int, kind: str, judge: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM judgements WHERE conv_id=? AND idx=? AND kind=? AND judge=?", (conv_id, idx, kind, judge)
+        ).fetchone()
+        return row is not None
+
+    def add_judgement(self, conv_id: str, idx: int, kind: str, judge: str, prompt: str, score: float | None,
+                      value: Any, unscored_reason: str | None, raw: str) -> None:  # fmt: skip
+        self.db.execute(
+            "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
+        )
+
+    def judgements(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM judgements").fetchall()
+
+    # -- model-call cache and log -------------------------------------------------------------------------------
+    def cached_call(self, key: str) -> ChatResult | None:
+        row = self.db.execute("SELECT * FROM calls WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        return ChatResult(
+            text=row["text"], finish_reason=row["finish_reason"], latency_s=row["latency_s"],
+            usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"]),
+        )  # fmt: skip
+
+    def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
+        now = time.time()
+        with self.db:
+            self.db.execute(
+                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, role, model, result.text, result.finish_reason, result.usage.prompt_tokens,
+                 result.usage.completion_tokens, result.latency_s, now),
+            )  # fmt: skip
+            self.db.execute(
+                "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 0, ?, ?)",
+                (key, role, model, result.latency_s, now),
+            )
+
+    def log_cache_hit(self, key: str, role: str, model: str) -> None:
+        self.db.execute(
+            "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 1, 0, ?)",
+            (key, role, model, time.time()),
+        )
+
+    def call_stats(self) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT role, model, SUM(cached=0) AS made, SUM(cached=1) AS cached FROM call_log GROUP BY role, model"
+        ).fetchall()
+
+    def add_limit_history(self, role: str, history: list[tuple[float, int]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT INTO limits VALUES (?, ?, ?)", ((role, t, v) for t, v in history))
+
+    def integrity_ok(self) -> bool:
+        return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

@@ -1,0 +1,74 @@
+"""Shared fixtures: a small dataset, the deterministic fake OpenAI-compatible server over real HTTP, and helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from carryon.data.load import builtin_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 6 built-in items (one per category, by the file's round-robin order)."""
+    path = tmp_path_factory.mktemp("data") / "small.jsonl"
+    lines = builtin_path().read_text(encoding="utf-8").splitlines()[:6]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "carryon.testing.server", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"fake server did not start: {proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[str]:
+    """Base URL of a fault-free fake server, shared by the session."""
+    proc, base = start_server()
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `carryon` command in a subprocess (as a user would)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", "from carryon.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env,
+    )  # fmt: skip
+
+
+def load_metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())

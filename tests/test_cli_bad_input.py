@@ -1,0 +1,94 @@
+"""Bad input: exit code 2 and one line naming what and where, before any model call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carryon.data.load import builtin_path
+from conftest import run_cli
+
+GOOD = builtin_path().read_text(encoding="utf-8").splitlines()[0]
+
+
+def _bad_dataset(tmp_path: Path, line: str) -> str:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(GOOD + "\n" + line + "\n", encoding="utf-8")
+    return str(path)
+
+
+CASES = {
+    "unknown provider": (["--target", "acme/model-x"], "--target 'acme/model-x': unknown provider 'acme'"),
+    "no provider": (["--target", "gpt-4o"], "--target 'gpt-4o': expected provider/model"),
+    "unknown testing model": (["--target", "testing/idael"], "unknown testing model"),
+    "missing API key": (["--target", "openai/gpt-4o-mini"], "OPENAI_API_KEY is not set"),
+    "missing base url": (["--target", "openai-api/llama"], "openai-api models need --base-url"),
+    "bad base url": (["--target", "openai-api/llama", "--base-url", "localhost:8000"], "not an http(s) URL"),
+    "unreachable base url": (["--target", "openai-api/ideal", "--base-url", "http://127.0.0.1:9/v1"], "unreachable"),
+    "negative limit": (["--limit", "-3"], "--limit: Input should be greater than or equal to 1"),
+    "absurd max turns": (["--max-turns", "40"], "--max-turns: Input should be less than or equal to 12"),
+    "zero concurrency": (["--concurrency", "0"], "--concurrency: Input should be greater than or equal to 1"),
+    "bad judge mode": (["--ben-util-mode", "vibes"], "--ben-util-mode: Input should be 'per-item' or 'batched'"),
+    "missing dataset": (["--dataset", "/nonexistent/d.jsonl"], "--dataset /nonexistent/d.jsonl: file not found"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_flags_exit_2_with_one_clear_line(tmp_path: Path, case: str) -> None:
+    args, expected = CASES[case]
+    defaults = ["--judge", "testing/judge"] + ([] if "--target" in args else ["--target", "testing/ideal"])
+    env = {k: "" for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    result = run_cli("run", *defaults, *args, "--out", str(tmp_path / "out"), "--quiet", env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "run.sqlite").exists() or case == "unreachable base url"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [('{"id": ', ":2: line: invalid JSON"), (GOOD.replace('"checklist": [', '"checklist": [], "x": ['), ":2: ")],
+)
+def test_malformed_dataset_line_is_named(tmp_path: Path, line: str, expected: str) -> None:
+    path = _bad_dataset(tmp_path, line)
+    result = run_cli("run", "--target", "testing/ideal", "--judge", "testing/judge", "--dataset", path,
+                     "--out", str(tmp_path / "out"), "--quiet")  # fmt: skip
+    assert result.returncode == 2
+    assert f"{path}{expected}" in result.stderr
+
+
+def test_empty_checklist_item_is_refused(tmp_path: Path) -> None:
+    import json
+
+    item = json.loads(GOOD)
+    item["checklist"] = []
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(item) + "\n")
+    result = run_cli("run", "--target", "testing/ideal", "--judge", "testing/judge", "--dataset", str(path),
+                     "--out", str(tmp_path / "out"), "--quiet")  # fmt: skip
+    assert result.returncode == 2 and f"{path}:1: checklist:" in result.stderr
+
+
+def test_out_dir_that_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("run", "--target", "testing/ideal", "--judge", "testing/judge", "--limit", "1",
+                     "--out", str(blocker / "run"), "--quiet")  # fmt: skip
+    assert result.returncode == 2 and "not writable" in result.stderr
+
+
+def test_unknown_flag_is_a_usage_error() -> None:
+    result = run_cli("run", "--targt", "testing/ideal", "--out", "x")
+    assert result.returncode == 2 and "No such option" in result.stderr
+
+
+def test_mixing_guard_names_the_differing_field(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    base = ["run", "--judge", "testing/judge", "--limit", "1", "--sequences", "1", "--out", out, "--quiet"]
+    assert run_cli(*base, "--target", "testing/ideal").returncode == 0
+    result = run_cli(*base, "--target", "testing/parrot")
+    assert result.returncode == 2 and "different target" in result.stderr
+    result = run_cli(*base, "--target", "testing/ideal", "--seed", "7")
+    assert result.returncode == 2 and "different seed" in result.stderr
+    assert run_cli(*base, "--target", "testing/parrot", "--force-new").returncode == 0
