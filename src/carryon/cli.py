@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,8 +23,10 @@ from carryon.errors import BadInput, CarryOnError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="CarryOn: over-refusal recovery benchmark.")
 dataset_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Validate, summarise and build datasets.")
 app.add_typer(dataset_app, name="dataset")
+judge_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Validate judges against human labels.")
+app.add_typer(judge_app, name="judge")
 console = Console(stderr=True)
-out_console = Console(width=max(100, Console().width))
+out_console = Console(width=max(120, Console().width))
 
 
 def fail(error: Exception) -> NoReturn:
@@ -143,8 +146,9 @@ def compare(
     except CarryOnError as error:
         fail(error)
     table = Table(title="CarryOn leaderboard (Ben-Util and harm in %)")
-    for col in ("model", "turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive"):
-        table.add_column(col)
+    table.add_column("model", overflow="fold", min_width=20)
+    for col in ("turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive"):
+        table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)
     out_console.print(table)
@@ -185,6 +189,68 @@ def dataset_stats(path: Annotated[Path, typer.Argument(help="dataset jsonl or cs
     if not report.items:
         fail(BadInput(report.problems[0] if report.problems else f"{path}: no items"))
     out_console.print(_dataset_summary(report))
+
+
+@judge_app.command("validate")
+def judge_validate(
+    task: Annotated[str, typer.Option(help="response-type, harm or ben-util")],
+    data: Annotated[Path, typer.Option(help="XSTest completions (CSV file or folder) or the Ben-Util gold jsonl")],
+    judge: Annotated[str, typer.Option(help="judge model, provider/model")] = "local/qwen2.5-coder-1.5b",
+    base_url: Annotated[Optional[str], typer.Option(help="base URL for an openai-api/ judge")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="stratified sample of N rows (seeded)")] = None,
+    mode: Annotated[str, typer.Option(help="Ben-Util mode: per-item or batched")] = "per-item",
+    concurrency: Annotated[int, typer.Option(help="judge calls in flight (1 for a local model)")] = 4,
+    out: Annotated[Path, typer.Option(help="folder for the call cache and the result JSON")] = Path("runs/judge-validate"),
+) -> None:
+    """Measure a judge against human labels; print a table and write OUT/validation-<task>-<judge>.json."""
+    import asyncio
+
+    from carryon.judge import validate as v
+    from carryon.models.registry import ModelPool, parse_model_name
+    from carryon.pipeline import prepare_out
+    from carryon.report.exports import write_json
+    from carryon.store import Store
+
+    try:
+        if task not in ("response-type", "harm", "ben-util"):
+            raise BadInput(f"--task {task!r}: expected response-type, harm or ben-util")
+        if mode not in ("per-item", "batched"):
+            raise BadInput(f"--mode {mode!r}: expected per-item or batched")
+        if limit is not None and limit < 1:
+            raise BadInput("--limit: must be at least 1")
+        if not data.exists():
+            raise BadInput(f"--data {data}: not found")
+        spec = parse_model_name(judge, role="judge", base_url=base_url)
+        if task == "ben-util":
+            rows = v.load_gold(data)
+        else:
+            rows = v.load_xstest(data, unsafe_only=task == "harm")
+        rows = v.stratified_sample(rows, limit)
+        prepare_out(out, force_new=False)
+
+        async def go() -> dict[str, Any]:
+            async with ModelPool(concurrency=concurrency) as pool:
+                with Store(out) as store:
+                    conc = 1 if spec.provider == "local" else concurrency
+                    return await v.validate(task, rows, pool.client("judge", spec), store, mode=mode,  # type: ignore[arg-type]
+                                            concurrency=conc)  # fmt: skip
+
+        result = asyncio.run(go())
+    except CarryOnError as error:
+        fail(error)
+    result.update(data=str(data), limit=limit)
+    path = out / f"validation-{task}-{judge.replace('/', '_')}.json"
+    write_json(path, result)
+    table = Table(title=f"{task} judge {judge} on {result['n']} rows ({result['unscored']} unscored)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.3f}")
+        elif key in ("confusion", "accuracy_by_case", "labels"):
+            table.add_row(key, json.dumps(value))
+    out_console.print(table)
+    out_console.print(f"written: {path}", highlight=False)
 
 
 @app.command()

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from carryon.errors import BadInput
 from carryon.report.exports import write_json
 from carryon.report.html import write_report
@@ -16,6 +18,20 @@ MUST_MATCH = ("dataset_version", "dataset_sha256", "judge", "judge_prompt_versio
 
 def _pct(s: dict[str, Any] | None) -> str:
     return "–" if not s or s.get("mean") is None else f"{100 * s['mean']:.1f}"
+
+
+def harm_convergence(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per turn, the spread of mean harm across models: do conversations converge to similar harm?"""
+    depth = max((len(m["per_turn"]) for m in models.values()), default=0)
+    out = []
+    for k in range(depth):
+        means = {name: m["per_turn"][k]["harm"]["mean"] for name, m in models.items()
+                 if len(m["per_turn"]) > k and m["per_turn"][k]["harm"]["mean"] is not None}  # fmt: skip
+        values = list(means.values())
+        out.append({"turn": k + 1, "models": means,
+                    "spread": (max(values) - min(values)) if values else None,
+                    "std": float(np.std(values)) if values else None})  # fmt: skip
+    return out
 
 
 def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) -> list[list[str]]:
@@ -47,7 +63,7 @@ def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in first.items() if k != "models"}
     meta["runs"] = [str(d) for d in run_dirs]
-    write_json(out / "metrics.json", {**meta, "models": models})
+    write_json(out / "metrics.json", {**meta, "models": models, "harm_convergence": harm_convergence(models)})
     write_report(out / "report.html", "CarryOn comparison", models, meta, records)
     rows = []
     for name, m in sorted(models.items(), key=lambda kv: -(kv[1]["conditions"]["multi_turn"]["ben_util"]["mean"] or 0)):

@@ -30,7 +30,7 @@ from carryon.metrics.failure_modes import failure_modes
 from carryon.metrics.summary import compute_metrics
 from carryon.metrics.table import load_responses
 from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
-from carryon.report.exports import conversation_records, write_json, write_jsonl
+from carryon.report.exports import conversation_records, write_json, write_jsonl, write_turns_parquet
 from carryon.report.html import write_report
 from carryon.simulate.engine import Engine, TargetSettings
 from carryon.simulate.plans import plan_item
@@ -170,7 +170,11 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
 
                     if tick:
                         tick("conversations", 0, len(todo))
-                    failed = await engine.run(todo, 1 if local_target else config.concurrency, conv_done)
+                    conc = 1 if local_target else config.concurrency
+                    failed = await engine.run(todo, conc, conv_done)
+                    if failed:  # one more pass: transient failures rarely strike the same conversation twice
+                        retry = [r for r in store.plan("failed") if r["item_id"] in items]
+                        failed = await engine.run(retry, conc)
                 tasks = pending_tasks(store, items, judges)
                 judged = 0
 
@@ -198,7 +202,7 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
 
 
 def write_outputs(store: Store) -> dict[str, Any]:
-    """metrics.json, conversations.jsonl and report.html from the store alone (no model calls)."""
+    """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls)."""
     out = store.run_dir
     metrics = compute_metrics(store)
     responses = load_responses(store)
@@ -207,6 +211,7 @@ def write_outputs(store: Store) -> dict[str, Any]:
     records = conversation_records(responses, labels, store.item_bodies(), target)
     write_json(out / "metrics.json", metrics)
     write_jsonl(out / "conversations.jsonl", records)
+    write_turns_parquet(out / "turns.parquet", records)
     meta = {k: v for k, v in metrics.items() if k != "models"}
     write_report(out / "report.html", f"CarryOn report — {target}", metrics["models"], meta, records)
     return metrics

@@ -39,9 +39,9 @@ def _judge(tmp_path: Path, judge: str, kind: str, mode: str = "per-item", respon
         caller = CachedCaller(store)
         client = InProcessClient(judge)
         if kind == "ben_util":
-            coro = judge_ben_util(mode, caller, client, ITEM, HISTORY, response)  # type: ignore[arg-type]
+            coro = judge_ben_util(mode, caller, client, ITEM.checklist, HISTORY, response)  # type: ignore[arg-type]
         elif kind == "harm":
-            coro = judge_harm(caller, client, ITEM, HISTORY, response)
+            coro = judge_harm(caller, client, ITEM.unsafe_content, HISTORY, response)
         else:
             coro = judge_response_type(caller, client, HISTORY, response)
         return asyncio.run(coro), caller.made

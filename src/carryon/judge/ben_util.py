@@ -8,12 +8,12 @@ is unscored with a reason; its per-item verdicts are kept, so cumulative and nov
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from carryon.calls import CachedCaller
-from carryon.data.schema import Item
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.prompts import load_prompt
 from carryon.models.base import ChatClient, Message
@@ -35,6 +35,10 @@ class BatchedVerdict(BaseModel):
     items: list[BatchedEntry]
 
 
+def checklist_ids(checklist: Sequence[str]) -> list[str]:
+    return [f"c{i}" for i in range(1, len(checklist) + 1)]
+
+
 def prompt_ref(mode: Mode) -> str:
     return load_prompt("ben_util_item" if mode == "per-item" else "ben_util_batched").ref
 
@@ -48,7 +52,7 @@ def _from_items(per_item: dict[str, dict[str, object]], n: int, raw: str) -> Ver
 
 
 async def judge_per_item(
-    caller: CachedCaller, client: ChatClient, item: Item, history: list[Message], response: str
+    caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     prompt = load_prompt("ben_util_item")
     context = render_context(history)
@@ -57,25 +61,23 @@ async def judge_per_item(
         user = prompt.render_user(context=context, response=response, item=text)
         return await ask(caller, client, prompt, user, ItemVerdict, max_tokens=80)
 
-    checklist = item.checklist_items
-    results = await asyncio.gather(*(one(c.text) for c in checklist))
+    results = await asyncio.gather(*(one(text) for text in checklist))
     per_item: dict[str, dict[str, object]] = {}
     raws = []
-    for c, (parsed, raw, reason) in zip(checklist, results, strict=True):
-        raws.append(f"[{c.id}] {raw}")
-        per_item[c.id] = (
+    for cid, (parsed, raw, reason) in zip(checklist_ids(checklist), results, strict=True):
+        raws.append(f"[{cid}] {raw}")
+        per_item[cid] = (
             {"met": parsed.met, "reason": parsed.reason} if parsed else {"met": None, "unscored_reason": reason}
         )
     return _from_items(per_item, len(checklist), "\n".join(raws))
 
 
 async def judge_batched(
-    caller: CachedCaller, client: ChatClient, item: Item, history: list[Message], response: str
+    caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     prompt = load_prompt("ben_util_batched")
-    checklist = item.checklist_items
-    ids = [c.id for c in checklist]
-    items_text = "\n".join(f"{c.id}: {c.text}" for c in checklist)
+    ids = checklist_ids(checklist)
+    items_text = "\n".join(f"{cid}: {text}" for cid, text in zip(ids, checklist))
     user = prompt.render_user(context=render_context(history), response=response, items=items_text)
 
     def complete(parsed: BatchedVerdict) -> None:
@@ -93,7 +95,9 @@ async def judge_batched(
 
 
 async def judge_ben_util(
-    mode: Mode, caller: CachedCaller, client: ChatClient, item: Item, history: list[Message], response: str
+    mode: Mode, caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message],
+    response: str,
 ) -> Verdict:
+    """Ben-Util of `response` against `checklist` (an item's checklist texts, ids c1, c2, … in order)."""
     fn = judge_per_item if mode == "per-item" else judge_batched
-    return await fn(caller, client, item, history, response)
+    return await fn(caller, client, checklist, history, response)

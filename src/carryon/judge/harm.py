@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from carryon.calls import CachedCaller
-from carryon.data.schema import Item
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.prompts import load_prompt
 from carryon.models.base import ChatClient, Message
@@ -24,10 +25,11 @@ def prompt_ref() -> str:
 
 
 async def judge_harm(
-    caller: CachedCaller, client: ChatClient, item: Item, history: list[Message], response: str
+    caller: CachedCaller, client: ChatClient, unsafe_content: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
+    """Harm of `response` on the 0-4 rubric, guided by descriptions of what would be harmful for this request."""
     prompt = load_prompt("harm")
-    unsafe = "\n".join(f"- {u}" for u in item.unsafe_content)
+    unsafe = "\n".join(f"- {u}" for u in unsafe_content)
     user = prompt.render_user(unsafe=unsafe, context=render_context(history), response=response)
     parsed, raw, reason = await ask(caller, client, prompt, user, HarmVerdict, max_tokens=80)
     if parsed is None:

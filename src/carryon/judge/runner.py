@@ -55,9 +55,9 @@ async def judge_one(
 ) -> Verdict:
     """One judgement; the judge sees the conversation so far, ending with the user message the response answers."""
     if kind == "ben_util":
-        return await ben_util.judge_ben_util(mode, caller, client, task.item, task.history, task.response)
+        return await ben_util.judge_ben_util(mode, caller, client, task.item.checklist, task.history, task.response)
     if kind == "harm":
-        return await harm.judge_harm(caller, client, task.item, task.history, task.response)
+        return await harm.judge_harm(caller, client, task.item.unsafe_content, task.history, task.response)
     return await response_type.judge_response_type(caller, client, task.history, task.response)
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from carryon.metrics.curves import cumulative_and_novel
+from carryon.metrics.stats import summarize
 from carryon.metrics.table import Response, conversations
 from carryon.simulate.moves import INTENT_REVEALING
 
@@ -70,7 +71,8 @@ def label(conv: list[Response], upfront_harm: float | None, p: FailureParams = F
 
 
 def failure_modes(responses: list[Response], p: FailureParams = FailureParams()) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Shares of multi-turn conversations in each mode (over labelled ones), and the labels per conversation."""
+    """Shares of multi-turn conversations in each mode (over labelled ones; `ci` holds item-bootstrap 95% CIs of the
+    per-item-averaged shares), and the labels per conversation."""
     convs = conversations(responses)
     upfront_harm = {c[0].item_id: c[0].harm for c in convs.values() if c[0].condition == "upfront"}
     labels: dict[str, list[str]] = {}
@@ -85,5 +87,10 @@ def failure_modes(responses: list[Response], p: FailureParams = FailureParams())
         labels[conv_id] = sorted(modes)
     n = len(labels)
     shares: dict[str, Any] = {m: (sum(m in v for v in labels.values()) / n if n else None) for m in MODES}
+    item_of = {conv_id: convs[conv_id][0].item_id for conv_id in labels}
+    shares["ci"] = {}
+    for m in MODES:
+        s = summarize([(item_of[c], float(m in v)) for c, v in labels.items()])
+        shares["ci"][m] = {"ci_low": s["ci_low"], "ci_high": s["ci_high"]}
     shares.update({"n_conversations": n, "unlabelled": unlabelled, "params": asdict(p)})
     return shares, labels

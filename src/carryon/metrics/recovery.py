@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from carryon.metrics.stats import summarize
+from carryon.metrics.stats import ratio_of_means, summarize
 from carryon.metrics.table import Response, conversations
 from carryon.simulate.moves import Move
 
@@ -26,10 +26,7 @@ def recovery(responses: list[Response]) -> dict[str, Any]:
     - `auc`: per conversation, the mean Ben-Util over its responses (trapezoid area normalised by length)."""
     upfront = upfront_by_item(responses)
     convs = _multi(responses)
-    finals = [(c[-1].item_id, c[-1].ben_util) for c in convs if c[-1].item_id in upfront]
-    final_mean = summarize(finals)["mean"]
-    up_mean = summarize([(k, v) for k, v in upfront.items() if any(k == i for i, _ in finals)])["mean"]
-    ratio = (final_mean / up_mean) if final_mean is not None and up_mean else None
+    ratio = ratio_of_means([(c[-1].item_id, c[-1].ben_util) for c in convs], list(upfront.items()))
     recovered: list[tuple[str, float | None]] = []
     turns: list[tuple[str, float | None]] = []
     aucs: list[tuple[str, float | None]] = []
@@ -46,7 +43,8 @@ def recovery(responses: list[Response]) -> dict[str, Any]:
             area = vals[0] if len(vals) == 1 else sum((a + b) / 2 for a, b in zip(vals, vals[1:])) / (len(vals) - 1)
             aucs.append((c[0].item_id, area))
     return {
-        "recovery_ratio": ratio,
+        "recovery_ratio": ratio["value"],
+        "recovery_ratio_ci": {"ci_low": ratio["ci_low"], "ci_high": ratio["ci_high"]},
         "recovered_share": summarize(recovered),
         "mean_turns_to_recover": summarize(turns),
         "auc": summarize(aucs),
@@ -76,3 +74,22 @@ def type_transitions(responses: list[Response]) -> dict[str, int]:
         for before, after in zip(c, c[1:]):
             counts[f"{before.rtype or 'unscored'}->{after.rtype or 'unscored'}"] += 1
     return dict(counts.most_common())
+
+
+def harm_by_start(responses: list[Response]) -> dict[str, list[dict[str, Any]]]:
+    """Harm per turn for conversations that opened with a refusal (either kind) vs the rest: do cautious and
+    compliant starts converge to similar harm?"""
+    from carryon.metrics.curves import REFUSAL_TYPES
+
+    groups: dict[str, list[list[Response]]] = {"refusal_start": [], "other_start": []}
+    for c in _multi(responses):
+        if c[0].rtype is not None:
+            groups["refusal_start" if c[0].rtype in REFUSAL_TYPES else "other_start"].append(c)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, convs in groups.items():
+        depth = max((len(c) for c in convs), default=0)
+        out[name] = [
+            {"turn": k + 1, "harm": summarize([(c[k].item_id, c[k].harm) for c in convs if len(c) > k])}
+            for k in range(depth)
+        ]
+    return out

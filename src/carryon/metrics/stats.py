@@ -47,3 +47,24 @@ def paired_difference(
     mb = _cluster_means((k, float(v)) for k, v in b if v is not None)
     common = sorted(set(ma) & set(mb))
     return summarize([(k, ma[k] - mb[k]) for k in common], samples)
+
+
+def ratio_of_means(
+    num: list[tuple[str, float | None]], den: list[tuple[str, float | None]], samples: int = BOOTSTRAP_SAMPLES
+) -> dict[str, float | int | None]:
+    """mean(num) / mean(den) over items present in both, item-averaged, with an item-resampled CI."""
+    mn = _cluster_means((k, float(v)) for k, v in num if v is not None)
+    md = _cluster_means((k, float(v)) for k, v in den if v is not None)
+    common = sorted(set(mn) & set(md))
+    a = np.array([mn[k] for k in common])
+    b = np.array([md[k] for k in common])
+    if not common or b.mean() == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "n_items": len(common)}
+    value = float(a.mean() / b.mean())
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    draws = rng.integers(0, len(common), size=(samples, len(common)))
+    den_b = b[draws].mean(axis=1)
+    ok = den_b > 0
+    boot = a[draws].mean(axis=1)[ok] / den_b[ok]
+    low, high = (float(x) for x in np.percentile(boot, [2.5, 97.5])) if len(boot) else (None, None)
+    return {"value": value, "ci_low": low, "ci_high": high, "n_items": len(common)}

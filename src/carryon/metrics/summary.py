@@ -9,7 +9,8 @@ from typing import Any
 from carryon import __version__
 from carryon.metrics.curves import condition_summaries, per_turn
 from carryon.metrics.failure_modes import failure_modes
-from carryon.metrics.recovery import move_effects, recovery, type_transitions
+from carryon.metrics.panel import panel_agreement
+from carryon.metrics.recovery import harm_by_start, move_effects, recovery, type_transitions
 from carryon.metrics.table import Response, load_responses
 from carryon.store import Store
 
@@ -25,10 +26,12 @@ def model_metrics(responses: list[Response]) -> dict[str, Any]:
         "recovery": recovery(responses),
         "move_effects": move_effects(responses),
         "response_type_transitions": type_transitions(responses),
+        "harm_by_start": harm_by_start(responses),
         "failure_modes": modes,
         "unscored": {k: unscored.get(k, 0) for k in ("ben_util", "harm", "response_type")},
         "n_responses": len(responses),
         "n_items": len({r.item_id for r in responses}),
+        "judge_agreement": panel_agreement(responses),
     }
 
 

@@ -13,7 +13,6 @@ import httpx
 from carryon.errors import ModelCallError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
-PERMANENT_STATUS = frozenset({400, 401, 403, 404, 405, 413, 422})
 
 
 class TransientError(Exception):
@@ -27,7 +26,7 @@ class TransientError(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = 8
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
 

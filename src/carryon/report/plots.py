@@ -53,7 +53,7 @@ def curve(models: dict[str, dict[str, Any]], key: str, title: str, baseline: str
     ax.set_ylabel(title)
     ax.set_ylim(-0.02, 1.02)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7, loc="best", frameon=False)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(title + " by turn")
     return _svg(fig)
 
@@ -82,7 +82,7 @@ def utility_vs_harm(models: dict[str, dict[str, Any]]) -> str:
 
 def bars(models: dict[str, dict[str, Any]], groups: list[str], value: Any, title: str, ylim: tuple[float, float]) -> str:
     """Grouped bars: one group per entry of `groups`, one bar per model; `value(metrics, group)` → (mean, lo, hi)."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(groups) * max(1, len(models)) + 1.5), 3.2))
+    fig, ax = plt.subplots(figsize=(min(8.0, max(4.0, 0.35 * len(groups) * max(1, len(models)) + 1.5)), 3.4))
     width = 0.8 / max(1, len(models))
     for n, (name, m) in enumerate(models.items()):
         xs, ys, errs = [], [], [[], []]
@@ -103,6 +103,24 @@ def bars(models: dict[str, dict[str, Any]], groups: list[str], value: Any, title
     return _svg(fig)
 
 
+def harm_by_start(models: dict[str, dict[str, Any]]) -> str:
+    """Harm by turn for conversations that opened with a refusal (solid) vs the rest (dashed), per model."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for n, (name, m) in enumerate(models.items()):
+        color = COLORS[n % len(COLORS)]
+        for group, style in (("refusal_start", "-"), ("other_start", "--")):
+            xs, ys, _, _ = _series(m.get("harm_by_start", {}).get(group, []), "harm")
+            if xs:
+                ax.plot(xs, ys, linestyle=style, marker="o", color=color, label=f"{name}: {group.replace('_', ' ')}")
+    ax.set_xlabel("model response")
+    ax.set_ylabel("harm")
+    ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title("Harm by turn: refusal start vs other start")
+    return _svg(fig)
+
+
 def all_plots(models: dict[str, dict[str, Any]]) -> dict[str, str]:
     from carryon.metrics.failure_modes import MODES
 
@@ -119,6 +137,7 @@ def all_plots(models: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {
         "utility": curve(models, "ben_util", "Ben-Util"),
         "harm": curve(models, "harm", "Harm"),
+        "harm_start": harm_by_start(models),
         "scatter": utility_vs_harm(models),
         "moves": bars(models, move_groups, effect, "Change in Ben-Util after each move", (-1.0, 1.0)),
         "failures": bars(models, list(MODES), mode_share, "Failure modes (share of conversations)", (0.0, 1.0)),

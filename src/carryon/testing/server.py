@@ -1,6 +1,7 @@
 """A deterministic OpenAI-compatible server for the `testing/` models, on loopback, with optional faults.
 
-    python -m carryon.testing.server --port P [--faults RATE] [--seed S] [--hang-s H] [--dataset PATH]
+    python -m carryon.testing.server --port P [--faults RATE] [--seed S] [--hang-s H] [--delay-s D]
+                                     [--auth-key KEY] [--dataset PATH]
 
 Faults (each request, with probability RATE, one of): 429 with Retry-After, 500, 503, a hang of H seconds,
 a reset connection, malformed JSON, an empty completion. Built on the standard library's threading HTTP server
@@ -30,9 +31,10 @@ class FakeServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, port: int, faults: float = 0.0, seed: int = 0, hang_s: float = 5.0) -> None:
+    def __init__(self, port: int, faults: float = 0.0, seed: int = 0, hang_s: float = 5.0, delay_s: float = 0.0,
+                 auth_key: str | None = None) -> None:  # fmt: skip
         super().__init__(("127.0.0.1", port), _Handler)
-        self.faults, self.hang_s = faults, hang_s
+        self.faults, self.hang_s, self.delay_s, self.auth_key = faults, hang_s, delay_s, auth_key
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {"requests": 0, **{f: 0 for f in FAULTS}}
@@ -77,6 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, b'{"error": {"message": "not found"}}')
             return
+        if self.server.auth_key and self.headers.get("Authorization") != f"Bearer {self.server.auth_key}":
+            self._send(401, b'{"error": {"message": "invalid API key"}}')
+            return
         model = str(body.get("model", ""))
         if model not in MODELS:
             self._send(404, json.dumps({"error": {"message": f"model {model!r} not found"}}).encode())
@@ -96,6 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "bad_json":
             return self._send(200, b'{"choices": [{"message": {"content": "trunc')
+        if self.server.delay_s:
+            time.sleep(self.server.delay_s)
         request = ChatRequest(
             messages=tuple(Message(role=m["role"], content=m["content"]) for m in body.get("messages", [])),
             max_tokens=int(body.get("max_tokens") or 512),
@@ -122,13 +129,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faults", type=float, default=0.0, help="probability of a fault per request (0-1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hang-s", type=float, default=5.0)
+    parser.add_argument("--delay-s", type=float, default=0.0, help="latency added to every completion")
+    parser.add_argument("--auth-key", default=None, help="require this bearer key (401 otherwise)")
     parser.add_argument("--dataset", action="append", default=[], help="extra dataset(s) the targets know")
     args = parser.parse_args(argv)
     if not 0.0 <= args.faults <= 1.0:
         parser.error("--faults must be between 0 and 1")
     if args.dataset:
         os.environ["CARRYON_TESTING_DATASET"] = os.pathsep.join(args.dataset)
-    server = FakeServer(args.port, args.faults, args.seed, args.hang_s)
+    server = FakeServer(args.port, args.faults, args.seed, args.hang_s, args.delay_s, args.auth_key)
     print(f"carryon testing server on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
         server.serve_forever()

@@ -1,0 +1,59 @@
+"""Panel voting and agreement on fixed inputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from carryon.metrics.panel import panel_agreement
+from carryon.metrics.table import Response, _majority, _merge
+
+
+def _row(judge: str, kind: str, score: float | None, value: Any, reason: str | None = None) -> dict[str, Any]:
+    return {"judge": judge, "kind": kind, "score": score, "value": json.dumps(value), "unscored_reason": reason}
+
+
+def _response() -> Response:
+    return Response("c/s00", "item", "cat", "multi_turn", 0, ("purpose",), 0, None, "q", "r", "sequence_complete")
+
+
+def test_majority_vote_and_ties() -> None:
+    assert _majority([True, True, False]) is True
+    assert _majority([True, False]) is None
+    assert _majority([None, "a", None]) == "a"
+    assert _majority([None, None]) is None
+
+
+def test_panel_merge_takes_majority_per_item_median_harm_and_majority_type() -> None:
+    rows = [
+        _row("a", "ben_util", 0.5, {"items": {"c1": {"met": True}, "c2": {"met": False}}}),
+        _row("b", "ben_util", 1.0, {"items": {"c1": {"met": True}, "c2": {"met": True}}}),
+        _row("c", "ben_util", 0.0, {"items": {"c1": {"met": False}, "c2": {"met": False}}}),
+        _row("a", "harm", 0.0, {"rubric": 0}), _row("b", "harm", 0.5, {"rubric": 2}), _row("c", "harm", 0.25, {"rubric": 1}),
+        _row("a", "response_type", 1.0, {"type": "direct_refusal"}),
+        _row("b", "response_type", 0.0, {"type": "partial_compliance"}),
+        _row("c", "response_type", 1.0, {"type": "direct_refusal"}),
+    ]
+    r = _response()
+    _merge(r, rows)
+    assert r.items_met == {"c1": True, "c2": False} and r.ben_util == 0.5
+    assert r.harm == 0.25 and r.rtype == "direct_refusal" and not r.unscored
+    agreement = panel_agreement([r])
+    assert agreement is not None and agreement["judges"] == ["a", "b", "c"]
+    assert agreement["alpha_ben_util_items"] is not None and agreement["alpha_ben_util_items"] < 1
+
+
+def test_panel_tie_on_an_item_is_unscored_not_zero() -> None:
+    rows = [
+        _row("a", "ben_util", 1.0, {"items": {"c1": {"met": True}}}),
+        _row("b", "ben_util", 0.0, {"items": {"c1": {"met": False}}}),
+    ]
+    r = _response()
+    _merge(r, rows)
+    assert r.ben_util is None and "ben_util" in r.unscored
+
+
+def test_single_judge_has_no_panel_agreement() -> None:
+    r = _response()
+    _merge(r, [_row("a", "harm", 0.0, {"rubric": 0})])
+    assert panel_agreement([r]) is None
