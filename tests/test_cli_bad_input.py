@@ -23,7 +23,7 @@ CASES = {
     "no provider": (["--target", "gpt-4o"], "--target 'gpt-4o': expected provider/model"),
     "unknown testing model": (["--target", "testing/idael"], "unknown testing model"),
     "missing API key": (["--target", "openai/gpt-4o-mini"], "OPENAI_API_KEY is not set"),
-    "missing base url": (["--target", "openai-api/llama"], "openai-api models need --base-url"),
+    "missing base url": (["--target", "openai-api/llama"], "openai-api models need a server: pass --base-url"),
     "bad base url": (["--target", "openai-api/llama", "--base-url", "localhost:8000"], "not an http(s) URL"),
     "unreachable base url": (["--target", "openai-api/ideal", "--base-url", "http://127.0.0.1:9/v1"], "unreachable"),
     "negative limit": (["--limit", "-3"], "--limit: Input should be greater than or equal to 1"),
@@ -92,3 +92,26 @@ def test_mixing_guard_names_the_differing_field(tmp_path: Path) -> None:
     result = run_cli(*base, "--target", "testing/ideal", "--seed", "7")
     assert result.returncode == 2 and "different seed" in result.stderr
     assert run_cli(*base, "--target", "testing/parrot", "--force-new").returncode == 0
+
+
+def test_rejudge_keeps_the_conversations_and_judges_again(tmp_path: Path) -> None:
+    import json
+
+    out = str(tmp_path / "out")
+    base = ["run", "--target", "testing/ideal", "--limit", "1", "--sequences", "2", "--out", out, "--quiet"]
+    assert run_cli(*base, "--judge", "testing/judge").returncode == 0
+    refused = run_cli(*base, "--judge", "testing/judge-broken")
+    assert refused.returncode == 2 and "different judge" in refused.stderr and "--rejudge" in refused.stderr
+    again = run_cli(*base, "--judge", "testing/judge-broken", "--rejudge")
+    assert again.returncode == 0, again.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["judge"] == ["testing/judge-broken"]
+    model = metrics["models"]["testing/ideal"]
+    assert model["unscored"]["harm"] == model["n_responses"]  # every response judged again, by the new judge
+    # the target was not called again: its calls all came from the cache
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "out" / "run.sqlite") as db:
+        made = db.execute("SELECT COUNT(*) FROM call_log WHERE role='target' AND cached=0").fetchone()[0]
+        distinct = db.execute("SELECT COUNT(DISTINCT key) FROM calls WHERE role='target'").fetchone()[0]
+    assert made == distinct

@@ -80,6 +80,7 @@ def run(
     ben_util_mode: Annotated[str, typer.Option(help="per-item or batched")] = "per-item",
     timeout: Annotated[float, typer.Option(help="seconds per model request")] = 120.0,
     force_new: Annotated[bool, typer.Option("--force-new", help="discard what DIR holds and start afresh")] = False,
+    rejudge: Annotated[bool, typer.Option("--rejudge", help="judge DIR's conversations again with another judge or judge prompt version")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Run (or resume) the benchmark and write DIR/report.html, DIR/metrics.json, DIR/conversations.jsonl."""
@@ -101,7 +102,7 @@ def run(
     started = time.perf_counter()
     try:
         with _progress(quiet) as tick:
-            outcome = pipeline.run(config, force_new=force_new, tick=tick)
+            outcome = pipeline.run(config, force_new=force_new, rejudge=rejudge, tick=tick)
     except CarryOnError as error:
         fail(error)
     except KeyboardInterrupt:
@@ -110,11 +111,14 @@ def run(
     if outcome.failed_conversations:
         console.print(f"[yellow]{outcome.failed_conversations} conversation(s) failed after retries; "
                       "re-run the same command to retry them[/]")  # fmt: skip
+    if outcome.failed_judgements:
+        console.print(f"[yellow]judging of {outcome.failed_judgements} response(s) failed after retries; "
+                      "re-run the same command to retry them[/]")  # fmt: skip
     if outcome.unscored:
         console.print(f"{outcome.unscored} judgement(s) unscored (counted in metrics.json and the report)")
     out_console.print(f"report: {(out / 'report.html').resolve()}  ({time.perf_counter() - started:.1f}s)", highlight=False)
     out_console.print(outcome.summary, highlight=False)
-    if outcome.failed_conversations:
+    if outcome.failed_conversations or outcome.failed_judgements:
         raise typer.Exit(1)
 
 
@@ -189,6 +193,41 @@ def dataset_stats(path: Annotated[Path, typer.Argument(help="dataset jsonl or cs
     if not report.items:
         fail(BadInput(report.problems[0] if report.problems else f"{path}: no items"))
     out_console.print(_dataset_summary(report))
+
+
+@dataset_app.command("build")
+def dataset_build(
+    raw: Annotated[Path, typer.Option("--from", help="your queries: CSV or JSONL with a 'query' column "
+                                      "(optionally benign_intent, category, id, kept as given)")],  # fmt: skip
+    model: Annotated[str, typer.Option("--with", help="the model that writes the items, provider/model")],
+    out: Annotated[Path, typer.Option("--out", help="where to write the dataset (jsonl)")],
+    base_url: Annotated[Optional[str], typer.Option(help="base URL for an openai-api/ model")] = None,
+    concurrency: Annotated[int, typer.Option(help="rows built at once")] = 4,
+    dataset_version: Annotated[str, typer.Option(help="dataset_version of every item")] = "1.0.0",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Turn your own queries into full items with a model; rows still invalid after retries print as RAW:line (exit 1)."""
+    from carryon.data.build import BuildSettings, build_dataset
+    from carryon.models.registry import parse_model_name
+
+    try:
+        settings = BuildSettings(dataset_version=dataset_version, concurrency=concurrency)
+        spec = parse_model_name(model, role="with", base_url=base_url)
+        with _progress(quiet) as tick:
+            report = build_dataset(raw, spec, out, settings, tick)
+    except CarryOnError as error:
+        fail(error)
+    for line in report.failure_lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if report.failed:
+        console.print(f"{len(report.failed)} row(s) failed after retries", highlight=False)
+    if report.items:
+        out_console.print(f"built {len(report.items)} item(s): {out.resolve()}", highlight=False)
+    else:
+        out_console.print(f"no item built; {out} not written", highlight=False)
+    out_console.print(f"model calls: {report.calls} made", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @judge_app.command("validate")

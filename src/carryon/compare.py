@@ -20,6 +20,10 @@ def _pct(s: dict[str, Any] | None) -> str:
     return "–" if not s or s.get("mean") is None else f"{100 * s['mean']:.1f}"
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
 def harm_convergence(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per turn, the spread of mean harm across models: do conversations converge to similar harm?"""
     depth = max((len(m["per_turn"]) for m in models.values()), default=0)
@@ -68,8 +72,7 @@ def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) 
     rows = []
     for name, m in sorted(models.items(), key=lambda kv: -(kv[1]["conditions"]["multi_turn"]["ben_util"]["mean"] or 0)):
         c, f, r = m["conditions"], m["failure_modes"], m["recovery"]["recovery_ratio"]
-        share = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
         rows.append([name, _pct(c["turn1"]["ben_util"]), _pct(c["upfront"]["ben_util"]), _pct(c["multi_turn"]["ben_util"]),
-                     "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"]["harm"]), share(f["lock_in"]),
-                     share(f["unsafe_recovery"]), share(f["repetitive_recovery"])])  # fmt: skip
+                     "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"]["harm"]), _share(f["lock_in"]),
+                     _share(f["unsafe_recovery"]), _share(f["repetitive_recovery"])])  # fmt: skip
     return rows

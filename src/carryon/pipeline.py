@@ -29,6 +29,7 @@ from carryon.judge.runner import pending_tasks, prompt_versions, run_judges
 from carryon.metrics.failure_modes import failure_modes
 from carryon.metrics.summary import compute_metrics
 from carryon.metrics.table import load_responses
+from carryon.models.base import ChatClient
 from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
 from carryon.report.exports import conversation_records, write_json, write_jsonl, write_turns_parquet
 from carryon.report.html import write_report
@@ -54,6 +55,7 @@ class RunOutcome:
     from_cache: int
     failed_conversations: int
     unscored: int
+    failed_judgements: int = 0
 
     @property
     def summary(self) -> str:
@@ -96,17 +98,27 @@ def identity(config: RunConfig, dataset_sha: str, dataset_version: str) -> dict[
     return {k: values[k] for k in IDENTITY_FIELDS}
 
 
-def guard_mixing(store: Store, ident: dict[str, Any]) -> None:
+JUDGE_FIELDS = frozenset({"judge", "judge_prompt_versions", "ben_util_mode"})
+
+
+def guard_mixing(store: Store, ident: dict[str, Any], *, rejudge: bool = False) -> None:
+    """Refuse to mix runs: a stored identity must match, field by field. With `rejudge`, judge fields may differ:
+    the old judgements are dropped and the stored conversations are judged again (no target call is repeated)."""
     stored = store.get_meta("identity")
     if stored is None:
         store.set_meta("identity", ident)
         return
-    for key in IDENTITY_FIELDS:
-        if stored.get(key) != ident.get(key):
-            raise BadInput(
-                f"--out {store.run_dir}: this directory holds a run with a different {key} "
-                f"({stored.get(key)!r} there, {ident.get(key)!r} now); use a new --out DIR or --force-new"
-            )
+    differing = [key for key in IDENTITY_FIELDS if stored.get(key) != ident.get(key)]
+    if rejudge and differing and set(differing) <= JUDGE_FIELDS:
+        store.drop_judgements()
+        store.set_meta("identity", ident)
+        return
+    for key in differing:
+        hint = " or --rejudge" if key in JUDGE_FIELDS else ""
+        raise BadInput(
+            f"--out {store.run_dir}: this directory holds a run with a different {key} "
+            f"({stored.get(key)!r} there, {ident.get(key)!r} now); use a new --out DIR, --force-new{hint}"
+        )
 
 
 def preflight(specs: list[ModelSpec]) -> None:
@@ -142,71 +154,82 @@ def plan_run(store: Store, items: list[Item], config: RunConfig) -> None:
     store.add_plan(rows)
 
 
+def _counter(tick: Tick | None, stage: str, total: int) -> Callable[[], None]:
+    """A progress callback for one stage (a no-op without progress display)."""
+    done = 0
+    if tick:
+        tick(stage, 0, total)
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if tick:
+            tick(stage, done, total)
+
+    return step
+
+
+async def _rollout(engine: Engine, store: Store, todo: list[Any], items: dict[str, Item], concurrency: int,
+                   tick: Tick | None) -> int:  # fmt: skip
+    """Play the pending conversations; failed ones get one more pass. Returns how many still failed."""
+    failed = await engine.run(todo, concurrency, _counter(tick, "conversations", len(todo)))
+    if failed:  # transient failures rarely strike the same conversation twice
+        failed = await engine.run([r for r in store.plan("failed") if r["item_id"] in items], concurrency)
+    return failed
+
+
+async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClient], items: dict[str, Item],
+                 config: RunConfig, concurrency: int, tick: Tick | None) -> tuple[int, int]:  # fmt: skip
+    """Judge what is pending; responses whose judging failed get one more pass. Returns (unscored, failed)."""
+    tasks = pending_tasks(store, items, list(clients))
+    mode = config.ben_util_mode
+    unscored, failed = await run_judges(store, caller, clients, items, mode, concurrency,
+                                        _counter(tick, "judgements", len(tasks)), tasks)  # fmt: skip
+    if failed:
+        more, failed = await run_judges(store, caller, clients, items, mode, concurrency)
+        unscored += more
+    return unscored, failed
+
+
 async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[str, Item], tick: Tick | None) -> RunOutcome:
     caller = CachedCaller(store)
     todo = [r for r in store.plan() if r["status"] != "done" and r["item_id"] in items]
     judges = [j.name for j in roles.judges]
-    failed = unscored = 0
-    needs_judging = bool(pending_tasks(store, items, judges)) if not todo else True
-    if todo or needs_judging:
-        preflight([roles.target, *([roles.user] if roles.user else []), *roles.judges])
-        local_target = roles.target.provider == "local"
-        async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s) as pool:
-            target = pool.client("target", roles.target)
-            user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
-            judge_clients = {j.name: pool.client("judge", j) for j in roles.judges}
-            try:
-                if todo:
-                    engine = Engine(store, caller, target, user, items, TargetSettings(
-                        max_tokens=config.max_tokens, temperature=config.temperature,
-                        system_prompt=config.system_prompt, max_responses=config.max_responses))  # fmt: skip
-                    done = 0
-
-                    def conv_done() -> None:
-                        nonlocal done
-                        done += 1
-                        if tick:
-                            tick("conversations", done, len(todo))
-
-                    if tick:
-                        tick("conversations", 0, len(todo))
-                    conc = 1 if local_target else config.concurrency
-                    failed = await engine.run(todo, conc, conv_done)
-                    if failed:  # one more pass: transient failures rarely strike the same conversation twice
-                        retry = [r for r in store.plan("failed") if r["item_id"] in items]
-                        failed = await engine.run(retry, conc)
-                tasks = pending_tasks(store, items, judges)
-                judged = 0
-
-                def judge_done() -> None:
-                    nonlocal judged
-                    judged += 1
-                    if tick:
-                        tick("judgements", judged, len(tasks))
-
-                if tick:
-                    tick("judgements", 0, len(tasks))
-                # llama.cpp serves one request at a time: judge one response after another so that its
-                # judgements share the KV cache of their common prompt prefix.
-                local_judge = any(j.provider == "local" for j in roles.judges)
-                unscored = await run_judges(store, caller, judge_clients, items, config.ben_util_mode,
-                                            1 if local_judge else config.concurrency, judge_done, tasks)  # fmt: skip
-            except BaseExceptionGroup as group:
-                raise _unwrap(group) from None
-            finally:
-                for key, client in pool.clients.items():
-                    limiter = getattr(client, "limiter", None)
-                    if limiter is not None and len(limiter.history) > 1:
-                        store.add_limit_history(key.split(":", 1)[0], limiter.history)
-    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored)
+    failed = unscored = judge_failed = 0
+    if not todo and not pending_tasks(store, items, judges):
+        return RunOutcome(config.out, 0, 0, 0, 0)  # finished: open no model at all
+    preflight([roles.target, *([roles.user] if roles.user else []), *roles.judges])
+    # llama.cpp serves one request at a time: keep a conversation's turns together (its KV cache makes turns 2+
+    # fast) and judge one response after another (its judgements share their prompt prefix).
+    conv_conc = 1 if roles.target.provider == "local" else config.concurrency
+    judge_conc = 1 if any(j.provider == "local" for j in roles.judges) else config.concurrency
+    async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s) as pool:
+        target = pool.client("target", roles.target)
+        user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
+        judge_clients = {j.name: pool.client("judge", j) for j in roles.judges}
+        settings = TargetSettings(max_tokens=config.max_tokens, temperature=config.temperature,
+                                  system_prompt=config.system_prompt, max_responses=config.max_responses)  # fmt: skip
+        try:
+            if todo:
+                engine = Engine(store, caller, target, user, items, settings)
+                failed = await _rollout(engine, store, todo, items, conv_conc, tick)
+            unscored, judge_failed = await _judge(store, caller, judge_clients, items, config, judge_conc, tick)
+        except BaseExceptionGroup as group:
+            raise _unwrap(group) from None
+        finally:
+            for key, client in pool.clients.items():
+                limiter = getattr(client, "limiter", None)
+                if limiter is not None and len(limiter.history) > 1:
+                    store.add_limit_history(key.split(":", 1)[0], limiter.history)
+    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
 
 
 def write_outputs(store: Store) -> dict[str, Any]:
     """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls)."""
     out = store.run_dir
-    metrics = compute_metrics(store)
     responses = load_responses(store)
-    _, labels = failure_modes(responses)
+    modes, labels = failure_modes(responses)
+    metrics = compute_metrics(store, responses, modes)
     target = next(iter(metrics["models"]))
     records = conversation_records(responses, labels, store.item_bodies(), target)
     write_json(out / "metrics.json", metrics)
@@ -217,7 +240,7 @@ def write_outputs(store: Store) -> dict[str, Any]:
     return metrics
 
 
-def run(config: RunConfig, *, force_new: bool = False, tick: Tick | None = None) -> RunOutcome:
+def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None) -> RunOutcome:
     """Run (or resume) the benchmark described by `config`; raises BadInput before any call on bad input."""
     roles = check_roles(config)
     dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
@@ -230,7 +253,7 @@ def run(config: RunConfig, *, force_new: bool = False, tick: Tick | None = None)
     versions = {i.dataset_version for i in items}
     dataset_version = versions.pop() if len(versions) == 1 else "mixed"
     with Store(config.out) as store:
-        guard_mixing(store, identity(config, dataset_sha, dataset_version))
+        guard_mixing(store, identity(config, dataset_sha, dataset_version), rejudge=rejudge)
         store.set_meta("config", {**config.model_dump(mode="json", exclude={"out"}), "dataset_sha256": dataset_sha,
                                   "judge_prompt_versions": prompt_versions(config.ben_util_mode),
                                   "carryon_version": __version__})  # fmt: skip

@@ -138,6 +138,10 @@ class Store:
             (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
         )
 
+    def drop_judgements(self) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM judgements")
+
     def judgements(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM judgements").fetchall()
 

@@ -91,7 +91,7 @@ def test_task_prompts_share_the_system_prompt_and_the_response_block() -> None:
     assert len(tasks) == 4 and len({t.system for t in tasks}) == 1
     heads = {t.user.split("</response>")[0] for t in tasks}
     assert len(heads) == 1 and heads.pop().startswith("<conversation_so_far>")
-    assert all(t.ref.endswith(f"+{SYSTEM}@1") for t in tasks)
+    assert all(t.ref.endswith(f"+{SYSTEM}@{read_prompt_file(SYSTEM).version}") for t in tasks)
 
 
 def test_prompt_hash_detects_an_edit(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ not just the first; a bad line among good ones does not stop the others from bei
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import re
 from collections import Counter
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from carryon.data.schema import Item
 from carryon.errors import BadInput
+from carryon.text import similar_at_least
 
 BUILTIN_DATASET = "carryon_v1"
 NEAR_DUPLICATE_RATIO = 0.85
@@ -69,14 +69,9 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
     return rows
 
 
-def _normalise(query: str) -> str:
+def normalise_query(query: str) -> str:
+    """Lower-case, punctuation stripped: the form near-duplicate checks compare."""
     return re.sub(r"[^a-z0-9 ]", "", query.lower())
-
-
-def _near_duplicate(a: str, b: str) -> bool:
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    r = NEAR_DUPLICATE_RATIO
-    return matcher.real_quick_ratio() >= r and matcher.quick_ratio() >= r and matcher.ratio() >= r
 
 
 def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetReport:
@@ -109,9 +104,9 @@ def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetR
             continue
         seen_ids[item.id] = n
         if near_duplicates:
-            norm = _normalise(item.query)
+            norm = normalise_query(item.query)
             for m, other in queries:
-                if _near_duplicate(norm, other):
+                if similar_at_least(norm, other, NEAR_DUPLICATE_RATIO):
                     report.problems.append(f"{where}: query: near-duplicate of the query on line {m}")
                     break
             queries.append((n, norm))

@@ -3,6 +3,7 @@ ask-parse-retry-once loop that turns unparseable output into an unscored verdict
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ T = TypeVar("T", bound=BaseModel)
 
 STRICTER = "\nYour previous answer could not be parsed. Reply with ONLY the JSON object, nothing else."
 CONTEXT_CHARS = 400
-REASON_CHARS = 80  # asked of schema-constrained judges: a short rationale keeps local judging fast
+REASON_CHARS = 60  # asked of schema-constrained judges: a short rationale keeps local judging fast
 
 
 @dataclass
@@ -69,8 +70,10 @@ def render_context(history: list[Message]) -> str:
     return "\n".join(lines) or "(none)"
 
 
+@functools.cache
 def request_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema sent to schema-capable servers: the parse model's, with rationales capped in length."""
+    """The JSON schema sent to schema-capable servers: the parse model's, with rationales capped in length.
+    Built once per model (treat the result as read-only)."""
     schema = model.model_json_schema()
 
     def cap(node: Any) -> None:

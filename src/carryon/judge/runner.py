@@ -11,6 +11,7 @@ from sqlite3 import Row
 
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
+from carryon.errors import ModelCallError
 from carryon.judge import ben_util, harm, response_type
 from carryon.judge.common import Verdict
 from carryon.models.base import ChatClient, Message
@@ -70,8 +71,9 @@ async def run_judges(
     concurrency: int,
     on_done: Callable[[], None] | None = None,
     tasks: list[tuple[JudgeTask, str, str]] | None = None,
-) -> int:
-    """Judge what is pending; return how many judgements ended unscored.
+) -> tuple[int, int]:
+    """Judge what is pending; return (unscored judgements, responses whose judging failed on transport errors after
+    retries — left pending for the next run, never stored as unscored).
 
     Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
     reuses the KV cache of the shared system prompt + conversation + response across them."""
@@ -81,13 +83,19 @@ async def run_judges(
     for task, kind, judge in tasks:
         by_response.setdefault((task.conv_id, task.idx, judge), []).append((task, kind))
     semaphore = asyncio.Semaphore(max(1, concurrency))
-    unscored = 0
+    unscored = failed = 0
 
     async def one_response(judge: str, work: list[tuple[JudgeTask, str]]) -> None:
-        nonlocal unscored
+        nonlocal unscored, failed
         async with semaphore:
             for task, kind in work:
-                verdict = await judge_one(kind, mode, caller, clients[judge], task)
+                try:
+                    verdict = await judge_one(kind, mode, caller, clients[judge], task)
+                except ModelCallError as error:
+                    if error.permanent:
+                        raise
+                    failed += 1
+                    return
                 unscored += verdict.score is None
                 store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
                                     verdict.unscored_reason, verdict.raw)  # fmt: skip
@@ -97,4 +105,4 @@ async def run_judges(
     async with asyncio.TaskGroup() as group:
         for (_, _, judge), work in by_response.items():
             group.create_task(one_response(judge, work))
-    return unscored
+    return unscored, failed

@@ -17,8 +17,10 @@ from carryon.store import Store
 METRICS_SCHEMA = "1"
 
 
-def model_metrics(responses: list[Response]) -> dict[str, Any]:
-    modes, _ = failure_modes(responses)
+def model_metrics(responses: list[Response], modes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every metric of one target model's responses (`modes`: failure-mode shares, if already computed)."""
+    if modes is None:
+        modes, _ = failure_modes(responses)
     unscored = Counter(kind for r in responses for kind in r.unscored)
     return {
         "conditions": condition_summaries(responses),
@@ -35,9 +37,11 @@ def model_metrics(responses: list[Response]) -> dict[str, Any]:
     }
 
 
-def compute_metrics(store: Store) -> dict[str, Any]:
+def compute_metrics(store: Store, responses: list[Response] | None = None,
+                    modes: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """metrics.json for the run in `store` (`responses`/`modes`: reuse them if the caller already loaded them)."""
     config = store.get_meta("config") or {}
-    responses = load_responses(store)
+    responses = load_responses(store) if responses is None else responses
     plan = store.plan_counts()
     return {
         "metrics_schema": METRICS_SCHEMA,
@@ -49,5 +53,5 @@ def compute_metrics(store: Store) -> dict[str, Any]:
         "user": config.get("user"),
         "seed": config.get("seed"),
         "conversations": {"planned": sum(plan.values()), **plan},
-        "models": {config.get("target", "unknown"): model_metrics(responses)},
+        "models": {config.get("target", "unknown"): model_metrics(responses, modes)},
     }

@@ -1,17 +1,26 @@
-"""The retry/limit loop shared by the HTTP chat clients; subclasses only build and parse payloads."""
+"""The retry/limit loop shared by the HTTP chat clients; subclasses only build and parse payloads.
+
+aiohttp carries the calls: measured against the fake server on this machine kind, it spends 0.3 ms of client CPU per
+request where httpx spends 0.95 ms (benchmarks/harness_overhead.py), and the harness's own cost is what CarryOn
+promises to keep near zero.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from carryon.errors import ModelCallError
 from carryon.models.base import ChatRequest, ChatResult
 from carryon.models.limits import AdaptiveLimiter
-from carryon.models.retry import TRANSPORT_ERRORS, RetryPolicy, TransientError, check_status, sleep_before_retry
+from carryon.models.retry import RetryPolicy, TransientError, check_status, sleep_before_retry
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 class HttpChatClient:
@@ -36,12 +45,20 @@ class HttpChatClient:
         self.retry = retry or RetryPolicy()
         self.limiter = AdaptiveLimiter(concurrency)
         self.retries = 0
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers or {},
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=64),
-        )
+        self._headers = headers or {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
+        self._max_connections = max(concurrency, 1) * 2
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The session, made on first use (it must be created inside the running event loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+            )
+        return self._session
 
     def build_payload(self, request: ChatRequest) -> dict[str, Any]:
         raise NotImplementedError
@@ -50,19 +67,21 @@ class HttpChatClient:
         raise NotImplementedError
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        payload = self.build_payload(request)
+        body = json.dumps(self.build_payload(request)).encode()
+        url = self.base_url + self.path
         what = f"{self.name} at {self.base_url}"
         last: TransientError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             async with self.limiter.slot():
                 started = time.perf_counter()
                 try:
-                    response = await self._http.post(self.path, json=payload)
-                    check_status(response, what)
-                    result = self._parse(response, what)
+                    async with self._http().post(url, data=body, headers=_JSON) as response:
+                        raw = await response.read()
+                        check_status(response.status, response.headers.get("retry-after"), raw, what)
+                    result = self._parse(raw, what)
                 except TransientError as error:
                     last = error
-                except TRANSPORT_ERRORS as error:
+                except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                     last = TransientError(f"{what}: {type(error).__name__}")
                 else:
                     self.limiter.on_success()
@@ -74,10 +93,9 @@ class HttpChatClient:
                 await sleep_before_retry(self.retry, attempt, last)
         raise ModelCallError(f"{last} (gave up after {self.retry.max_attempts} attempts)")
 
-    def _parse(self, response: httpx.Response, what: str) -> ChatResult:
+    def _parse(self, raw: bytes, what: str) -> ChatResult:
         try:
-            body = response.json()
-            result = self.parse_body(body)
+            result = self.parse_body(json.loads(raw))
         except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as error:
             raise TransientError(f"{what}: malformed response ({type(error).__name__})") from None
         if not result.text.strip() and result.finish_reason != "length":
@@ -85,4 +103,6 @@ class HttpChatClient:
         return result
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from carryon.errors import BadInput
@@ -49,11 +49,11 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
         if model not in MODELS:
             raise BadInput(f"--{role} {name!r}: unknown testing model; known: {', '.join(sorted(MODELS))}")
     if provider == "openai-api" and not base_url:
-        raise BadInput(f"--{role} {name!r}: openai-api models need --base-url (or --{role}-base-url)")
+        raise BadInput(f"--{role} {name!r}: openai-api models need a server: pass --base-url")
     if base_url is not None:
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise BadInput(f"--{role}-base-url {base_url!r}: not an http(s) URL")
+            raise BadInput(f"--base-url {base_url!r} (for --{role}): not an http(s) URL")
     if provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
         raise BadInput(f"--{role} {name!r}: environment variable {KEY_ENV[provider]} is not set")
     return ModelSpec(provider=provider, model=model, base_url=base_url if provider == "openai-api" else None)
@@ -94,7 +94,7 @@ class ModelPool:
 
 
 def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> ChatClient:
-    common = {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s}
+    common: dict[str, Any] = {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s}
     if spec.provider == "testing":
         from carryon.testing.models import InProcessClient
 

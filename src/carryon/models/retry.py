@@ -8,8 +8,6 @@ import random
 import time
 from dataclasses import dataclass
 
-import httpx
-
 from carryon.errors import ModelCallError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -33,7 +31,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(self.max_delay_s, max(0.0, retry_after))
-        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        backoff: float = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
         return backoff * (0.5 + random.random() / 2)
 
 
@@ -48,23 +46,20 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def check_status(response: httpx.Response, what: str) -> None:
+def check_status(status: int, retry_after: str | None, body: bytes, what: str) -> None:
     """Raise TransientError for a retryable status, ModelCallError(permanent) for a client error."""
-    status = response.status_code
     if status < 400:
         return
-    snippet = response.text[:200].replace("\n", " ")
+    snippet = body[:200].decode("utf-8", "replace").replace("\n", " ")
     if status in RETRYABLE_STATUS or status >= 500:
         raise TransientError(
             f"{what}: HTTP {status}",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=parse_retry_after(retry_after),
             overload=status in (429, 529),
         )
     hint = {401: " (check the API key)", 403: " (access denied)", 404: " (unknown model or wrong base URL)"}
     raise ModelCallError(f"{what}: HTTP {status}{hint.get(status, '')}: {snippet}", permanent=True)
 
-
-TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
 async def sleep_before_retry(policy: RetryPolicy, attempt: int, error: TransientError) -> None:

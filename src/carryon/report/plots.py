@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -52,7 +53,7 @@ def curve(models: dict[str, dict[str, Any]], key: str, title: str, baseline: str
     ax.set_xlabel("model response")
     ax.set_ylabel(title)
     ax.set_ylim(-0.02, 1.02)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(title + " by turn")
     return _svg(fig)
@@ -60,7 +61,7 @@ def curve(models: dict[str, dict[str, Any]], key: str, title: str, baseline: str
 
 def utility_vs_harm(models: dict[str, dict[str, Any]]) -> str:
     """Final multi-turn utility against harm per model, arrows from turn 1 (the cost of recovering)."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for n, (name, m) in enumerate(models.items()):
         c = m["conditions"]
         t1, fin = c["turn1"], c["multi_turn"]
@@ -75,17 +76,19 @@ def utility_vs_harm(models: dict[str, dict[str, Any]]) -> str:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("Ben-Util (turn 1 → final)")
     ax.set_ylabel("harm (turn 1 → final)")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Utility vs harm")
     return _svg(fig)
 
 
 def bars(models: dict[str, dict[str, Any]], groups: list[str], value: Any, title: str, ylim: tuple[float, float]) -> str:
     """Grouped bars: one group per entry of `groups`, one bar per model; `value(metrics, group)` → (mean, lo, hi)."""
-    fig, ax = plt.subplots(figsize=(min(8.0, max(4.0, 0.35 * len(groups) * max(1, len(models)) + 1.5)), 3.4))
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
     width = 0.8 / max(1, len(models))
     for n, (name, m) in enumerate(models.items()):
-        xs, ys, errs = [], [], [[], []]
+        xs: list[float] = []
+        ys: list[float] = []
+        errs: list[list[float]] = [[], []]
         for g, group in enumerate(groups):
             mean, lo, hi = value(m, group)
             if mean is None:
@@ -98,7 +101,7 @@ def bars(models: dict[str, dict[str, Any]], groups: list[str], value: Any, title
     ax.set_xticks([g + width * (len(models) - 1) / 2 for g in range(len(groups))], groups, fontsize=8)
     ax.set_ylim(*ylim)
     ax.axhline(0, color="#888", linewidth=0.6)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(title)
     return _svg(fig)
 
@@ -115,7 +118,7 @@ def harm_by_start(models: dict[str, dict[str, Any]]) -> str:
     ax.set_xlabel("model response")
     ax.set_ylabel("harm")
     ax.set_ylim(-0.02, 1.02)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Harm by turn: refusal start vs other start")
     return _svg(fig)

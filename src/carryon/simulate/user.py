@@ -7,7 +7,6 @@ conversation role-flipped and a guard against role confusion (echoing the target
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import random
 import re
@@ -18,6 +17,7 @@ from carryon.calls import CachedCaller
 from carryon.data.schema import Item
 from carryon.models.base import ChatClient, ChatRequest, Message, msgs
 from carryon.simulate.moves import Move
+from carryon.text import similar_at_least
 
 END_TOKEN = "[END]"
 
@@ -122,11 +122,10 @@ def looks_confused(message: str, history: list[Message]) -> str | None:
         return "empty"
     if _ASSISTANT_VOICE.search(message):
         return "assistant voice"
+    lowered = message.lower()
     for earlier in history:
-        if earlier.role == "assistant":
-            ratio = difflib.SequenceMatcher(None, message.lower(), earlier.content[: len(message) * 2].lower()).ratio()
-            if ratio > 0.6:
-                return "copies the assistant"
+        if earlier.role == "assistant" and similar_at_least(lowered, earlier.content[: len(message) * 2].lower(), 0.6):
+            return "copies the assistant"
     return None
 
 

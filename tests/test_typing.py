@@ -1,0 +1,14 @@
+"""The package type-checks under `mypy --strict` (configured in pyproject.toml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_mypy_strict_passes() -> None:
+    result = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports", "src/carryon"],
+                            capture_output=True, text=True, cwd=REPO, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
