@@ -67,3 +67,13 @@ def test_llm_user_over_http(fake_server: str, small_dataset: Path, tmp_path: Pat
     # testing/user echoes the clarification fact for intent moves: the ideal target then answers in full
     revealed = [t for c in convs for t in c["turns"] if t["move"] in ("purpose", "context", "narrowing", "assurance")]
     assert revealed and all(t["ben_util"] == 1.0 for t in revealed)
+
+
+def test_report_browser_caps_large_runs_and_keeps_failures() -> None:
+    from carryon.report.html import browser_sample
+
+    convs = [{"conv_id": f"c{i}", "failure_modes": ["lock_in"] if i % 10 == 0 else []} for i in range(2000)]
+    picked = browser_sample(convs, limit=300)
+    assert len(picked) == 300
+    assert sum(1 for c in picked if c["failure_modes"]) == 200  # every flagged conversation is kept
+    assert browser_sample(convs[:50], limit=300) == convs[:50]

@@ -60,7 +60,7 @@ def test_thirty_percent_faults_change_nothing(fake_server: str, small_dataset: P
 
 
 def test_concurrency_backs_off_on_429_and_is_recorded(small_dataset: Path, tmp_path: Path) -> None:
-    proc, base = start_server("--faults", "0.3", "--seed", "3")
+    proc, base = start_server("--faults", "0.3", "--seed", "3", "--hang-s", "0.2")
     try:
         out = tmp_path / "run"
         assert run_cli(*_args(base, small_dataset, out, "--concurrency", "32")).returncode == 0

@@ -142,8 +142,14 @@ class Store:
         with self.db:
             self.db.execute("DELETE FROM judgements")
 
-    def judgements(self) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM judgements").fetchall()
+    def judgements(self) -> Iterator[sqlite3.Row]:
+        """Every judgement without its raw judge output (which only the exports need)."""
+        yield from self.db.execute(
+            "SELECT conv_id, idx, kind, judge, prompt, score, value, unscored_reason FROM judgements"
+        )
+
+    def judgement_keys(self) -> set[tuple[str, int, str, str]]:
+        return {(r[0], r[1], r[2], r[3]) for r in self.db.execute("SELECT conv_id, idx, kind, judge FROM judgements")}
 
     # -- model-call cache and log -------------------------------------------------------------------------------
     def cached_call(self, key: str) -> ChatResult | None:

@@ -77,5 +77,6 @@ def test_bundled_model_runs_offline_end_to_end(tmp_path: Path) -> None:
             for kind in ("ben_util", "harm", "response_type"):
                 assert turn[kind] is not None or kind in turn["unscored"]
     assert model["n_responses"] == 3
+    assert "About the judge local/qwen2.5-coder-1.5b" in (out / "report.html").read_text()  # its measured weakness
     again = run_cli(*args, timeout=300)
     assert again.returncode == 0 and "model calls: 0 made" in again.stdout

@@ -3,7 +3,6 @@ judge without re-running the target). Each (response, kind, judge) is stored as 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
@@ -16,6 +15,7 @@ from carryon.judge import ben_util, harm, response_type
 from carryon.judge.common import Verdict
 from carryon.models.base import ChatClient, Message
 from carryon.store import Store
+from carryon.workers import run_workers
 
 KINDS = ("ben_util", "harm", "response_type")
 
@@ -35,7 +35,7 @@ def prompt_versions(mode: ben_util.Mode) -> dict[str, str]:
 
 def pending_tasks(store: Store, items: dict[str, Item], judges: list[str]) -> list[tuple[JudgeTask, str, str]]:
     """(task, kind, judge) for every response of a finished conversation not yet judged."""
-    done = {(r["conv_id"], r["idx"], r["kind"], r["judge"]) for r in store.judgements()}
+    done = store.judgement_keys()
     out: list[tuple[JudgeTask, str, str]] = []
     rows: list[Row] = list(store.iter_turns())
     for conv_id, group in groupby(rows, key=lambda r: r["conv_id"]):
@@ -82,27 +82,24 @@ async def run_judges(
     by_response: dict[tuple[str, int, str], list[tuple[JudgeTask, str]]] = {}
     for task, kind, judge in tasks:
         by_response.setdefault((task.conv_id, task.idx, judge), []).append((task, kind))
-    semaphore = asyncio.Semaphore(max(1, concurrency))
     unscored = failed = 0
 
-    async def one_response(judge: str, work: list[tuple[JudgeTask, str]]) -> None:
+    async def one_response(entry: tuple[tuple[str, int, str], list[tuple[JudgeTask, str]]]) -> None:
         nonlocal unscored, failed
-        async with semaphore:
-            for task, kind in work:
-                try:
-                    verdict = await judge_one(kind, mode, caller, clients[judge], task)
-                except ModelCallError as error:
-                    if error.permanent:
-                        raise
-                    failed += 1
-                    return
-                unscored += verdict.score is None
-                store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
-                                    verdict.unscored_reason, verdict.raw)  # fmt: skip
-                if on_done:
-                    on_done()
+        (_, _, judge), work = entry
+        for task, kind in work:
+            try:
+                verdict = await judge_one(kind, mode, caller, clients[judge], task)
+            except ModelCallError as error:
+                if error.permanent:
+                    raise
+                failed += 1
+                return
+            unscored += verdict.score is None
+            store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
+                                verdict.unscored_reason, verdict.raw)  # fmt: skip
+            if on_done:
+                on_done()
 
-    async with asyncio.TaskGroup() as group:
-        for (_, _, judge), work in by_response.items():
-            group.create_task(one_response(judge, work))
+    await run_workers(by_response.items(), one_response, concurrency)
     return unscored, failed

@@ -35,22 +35,45 @@ _env.filters["pct"] = _fmt
 _env.filters["ci"] = _ci
 
 
+BROWSER_LIMIT = 600
+
+
+def browser_sample(conversations: list[dict[str, Any]], limit: int = BROWSER_LIMIT) -> list[dict[str, Any]]:
+    """At most `limit` conversations for the page: every one with a failure mode first (up to the limit), then an
+    even spread of the rest. A page holding tens of thousands of conversations helps no reader; all of them are in
+    conversations.jsonl and turns.parquet."""
+    if len(conversations) <= limit:
+        return conversations
+    flagged = [c for c in conversations if c["failure_modes"]][:limit]
+    rest = [c for c in conversations if not c["failure_modes"]]
+    room = limit - len(flagged)
+    step = max(1, len(rest) // room) if room else len(rest) + 1
+    picked = {id(c) for c in flagged} | {id(c) for c in rest[::step][:room]}
+    return [c for c in conversations if id(c) in picked]
+
+
 def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],
            conversations: list[dict[str, Any]]) -> str:  # fmt: skip
     """The page as a string. `conversations` as written to conversations.jsonl (plus `model`)."""
+    total = len(conversations)
+    conversations = browser_sample(conversations)
     filters = {
         "model": sorted({c["model"] for c in conversations}),
         "category": sorted({c["category"] for c in conversations}),
         "sequence": sorted({" → ".join(c["moves"]) or "(upfront)" for c in conversations}),
         "failure": ["none", "lock_in", "unsafe_recovery", "repetitive_recovery"],
     }
+    from carryon.judge.validated import judge_notes
+
     return _env.get_template("report.html.j2").render(
         title=title,
+        judge_notes=judge_notes(meta.get("judge")),
         meta=meta,
         meta_json=json.dumps(meta, indent=2, sort_keys=True),
         models=metrics_by_model,
         plots=all_plots(metrics_by_model),
         conversations=conversations,
+        conversations_total=total,
         filters=filters,
     )
 

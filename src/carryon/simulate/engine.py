@@ -5,7 +5,6 @@ cache warm). Each response is stored as it arrives; a conversation is marked don
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from carryon.models.base import ChatClient, ChatRequest, Message
 from carryon.simulate.moves import Move
 from carryon.simulate.user import SimulatedUser
 from carryon.store import Store
+from carryon.workers import run_workers
 
 
 @dataclass(frozen=True)
@@ -68,24 +68,22 @@ class Engine:
         return stop
 
     async def run(self, rows: Sequence[Row], concurrency: int, on_done: Callable[[], None] | None = None) -> int:
-        """Play `rows` with at most `concurrency` conversations at once; return how many failed (kept pending)."""
-        semaphore = asyncio.Semaphore(max(1, concurrency))
+        """Play `rows` with at most `concurrency` conversations at once; return how many failed (kept pending).
+
+        `concurrency` workers pull conversations one by one, so memory holds only the conversations in flight."""
         failures = 0
 
         async def one(row: Row) -> None:
             nonlocal failures
-            async with semaphore:
-                try:
-                    await self.play(row)
-                except ModelCallError as error:
-                    if error.permanent:
-                        raise
-                    failures += 1
-                    self.store.finish_conversation(row["conv_id"], "failed", f"error: {error}")
+            try:
+                await self.play(row)
+            except ModelCallError as error:
+                if error.permanent:
+                    raise
+                failures += 1
+                self.store.finish_conversation(row["conv_id"], "failed", f"error: {error}")
             if on_done:
                 on_done()
 
-        async with asyncio.TaskGroup() as group:
-            for row in rows:
-                group.create_task(one(row))
+        await run_workers(rows, one, concurrency)
         return failures
