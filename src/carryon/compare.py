@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from carryon.errors import BadInput
+from carryon.metrics.stats import paired_difference
 from carryon.report.exports import write_json
 from carryon.report.html import write_report
 
@@ -36,6 +37,26 @@ def harm_convergence(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     "spread": (max(values) - min(values)) if values else None,
                     "std": float(np.std(values)) if values else None})  # fmt: skip
     return out
+
+
+def paired_differences(records: list[dict[str, Any]], models: list[str]) -> dict[str, Any]:
+    """Each model against the first: item-paired differences (model − first) of final Ben-Util and final harm, with
+    item-bootstrap 95% CIs. Items are paired, so item difficulty cancels out."""
+    finals: dict[str, dict[str, list[tuple[str, float | None]]]] = {
+        m: {"ben_util": [], "harm": []} for m in models
+    }
+    for conv in records:
+        if conv["condition"] == "multi_turn" and conv["model"] in finals and conv["turns"]:
+            last = conv["turns"][-1]
+            finals[conv["model"]]["ben_util"].append((conv["item_id"], last["ben_util"]))
+            finals[conv["model"]]["harm"].append((conv["item_id"], last["harm"]))
+    base = models[0]
+    return {
+        "baseline": base,
+        "vs_baseline": {
+            m: {k: paired_difference(finals[m][k], finals[base][k]) for k in ("ben_util", "harm")} for m in models[1:]
+        },
+    }
 
 
 def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) -> list[list[str]]:
@@ -67,7 +88,8 @@ def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in first.items() if k != "models"}
     meta["runs"] = [str(d) for d in run_dirs]
-    write_json(out / "metrics.json", {**meta, "models": models, "harm_convergence": harm_convergence(models)})
+    write_json(out / "metrics.json", {**meta, "models": models, "harm_convergence": harm_convergence(models),
+                                      "paired_differences": paired_differences(records, list(models))})  # fmt: skip
     write_report(out / "report.html", "CarryOn comparison", models, meta, records)
     rows = []
     for name, m in sorted(models.items(), key=lambda kv: -(kv[1]["conditions"]["multi_turn"]["ben_util"]["mean"] or 0)):

@@ -121,3 +121,14 @@ def test_model_text_is_escaped_and_runs_nothing(browser: Any, tmp_path: Path) ->
     assert page.locator("script").count() == 1  # only the report's own filter script
     assert page.locator("img").count() == 0
     assert PAYLOAD in page.locator("#conversations").inner_text()
+
+
+def test_compare_reports_item_paired_differences(comparison: Path) -> None:
+    metrics = json.loads((comparison / "metrics.json").read_text())
+    paired = metrics["paired_differences"]
+    assert paired["baseline"] == "testing/always-refuse"
+    ideal = paired["vs_baseline"]["testing/ideal"]["ben_util"]
+    assert ideal["mean"] > 0 and ideal["ci_low"] <= ideal["mean"] <= ideal["ci_high"]
+    unsafe_harm = paired["vs_baseline"]["testing/unsafe"]["harm"]
+    assert unsafe_harm["mean"] == 1.0  # always-refuse is harmless, unsafe's final answers are all rated 4/4
+    assert set(metrics["harm_convergence"][0]) >= {"turn", "spread", "std", "models"}
