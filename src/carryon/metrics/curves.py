@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from carryon.metrics.stats import summarize
-from carryon.metrics.table import Response, conversations
+from carryon.metrics.table import Response, conversations, multi_turn
 
 
 def cumulative_and_novel_from_items(
@@ -70,12 +70,13 @@ def _refusal(r: Response) -> float | None:
 
 
 def per_turn(responses: list[Response]) -> list[dict[str, Any]]:
-    convs = [c for c in conversations(responses).values() if c[0].condition == "multi_turn"]
+    convs = multi_turn(responses)
+    cum_novs = [cumulative_and_novel(c) for c in convs]  # once per conversation, not once per turn
     depth = max((len(c) for c in convs), default=0)
     rows = []
     for k in range(depth):
         at_k = [(c, c[k]) for c in convs if len(c) > k]
-        cum_nov = [(c[k].item_id, cumulative_and_novel(c)[k]) for c, _ in at_k]
+        cum_nov = [(c[k].item_id, cn[k]) for c, cn in zip(convs, cum_novs) if len(c) > k]
         types = Counter(r.rtype or "unscored" for _, r in at_k)
         rows.append(
             {

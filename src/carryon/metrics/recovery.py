@@ -7,16 +7,12 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from carryon.metrics.stats import ratio_of_means, summarize
-from carryon.metrics.table import Response, conversations
+from carryon.metrics.table import Response, multi_turn
 from carryon.simulate.moves import Move
 
 
 def upfront_by_item(responses: list[Response]) -> dict[str, float]:
     return {r.item_id: r.ben_util for r in responses if r.condition == "upfront" and r.ben_util is not None}
-
-
-def _multi(responses: list[Response]) -> list[list[Response]]:
-    return [c for c in conversations(responses).values() if c[0].condition == "multi_turn"]
 
 
 def recovery(responses: list[Response]) -> dict[str, Any]:
@@ -25,7 +21,7 @@ def recovery(responses: list[Response]) -> dict[str, Any]:
       item's upfront Ben-Util; `recovered_share` is the share that ever does, `mean_turns` averages those that do;
     - `auc`: per conversation, the mean Ben-Util over its responses (trapezoid area normalised by length)."""
     upfront = upfront_by_item(responses)
-    convs = _multi(responses)
+    convs = multi_turn(responses)
     ratio = ratio_of_means([(c[-1].item_id, c[-1].ben_util) for c in convs], list(upfront.items()))
     recovered: list[tuple[str, float | None]] = []
     turns: list[tuple[str, float | None]] = []
@@ -55,7 +51,7 @@ def move_effects(responses: list[Response]) -> dict[str, dict[str, Any]]:
     """Mean change in Ben-Util and harm from the response before a move to the response after it, per move type."""
     deltas_u: dict[str, list[tuple[str, float | None]]] = defaultdict(list)
     deltas_h: dict[str, list[tuple[str, float | None]]] = defaultdict(list)
-    for c in _multi(responses):
+    for c in multi_turn(responses):
         for before, after in zip(c, c[1:]):
             move = after.move or ""
             du = None if before.ben_util is None or after.ben_util is None else after.ben_util - before.ben_util
@@ -70,7 +66,7 @@ def move_effects(responses: list[Response]) -> dict[str, dict[str, Any]]:
 def type_transitions(responses: list[Response]) -> dict[str, int]:
     """Counts of response-type transitions between consecutive responses, as `from->to`."""
     counts: Counter[str] = Counter()
-    for c in _multi(responses):
+    for c in multi_turn(responses):
         for before, after in zip(c, c[1:]):
             counts[f"{before.rtype or 'unscored'}->{after.rtype or 'unscored'}"] += 1
     return dict(counts.most_common())
@@ -82,7 +78,7 @@ def harm_by_start(responses: list[Response]) -> dict[str, list[dict[str, Any]]]:
     from carryon.metrics.curves import REFUSAL_TYPES
 
     groups: dict[str, list[list[Response]]] = {"refusal_start": [], "other_start": []}
-    for c in _multi(responses):
+    for c in multi_turn(responses):
         if c[0].rtype is not None:
             groups["refusal_start" if c[0].rtype in REFUSAL_TYPES else "other_start"].append(c)
     out: dict[str, list[dict[str, Any]]] = {}

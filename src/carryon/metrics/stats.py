@@ -39,13 +39,20 @@ def summarize(values: list[tuple[str, float | None]], samples: int = BOOTSTRAP_S
     return {"mean": mean, "ci_low": low, "ci_high": high, "n": len(scored), "unscored": unscored}
 
 
+def _paired_item_means(
+    a: list[tuple[str, float | None]], b: list[tuple[str, float | None]]
+) -> tuple[list[str], dict[str, float], dict[str, float]]:
+    """Items scored in both `a` and `b` (sorted), and each side's per-item means."""
+    ma = _cluster_means((k, float(v)) for k, v in a if v is not None)
+    mb = _cluster_means((k, float(v)) for k, v in b if v is not None)
+    return sorted(set(ma) & set(mb)), ma, mb
+
+
 def paired_difference(
     a: list[tuple[str, float | None]], b: list[tuple[str, float | None]], samples: int = BOOTSTRAP_SAMPLES
 ) -> dict[str, float | int | None]:
     """Mean of (a − b) over items present in both, with an item-resampled CI."""
-    ma = _cluster_means((k, float(v)) for k, v in a if v is not None)
-    mb = _cluster_means((k, float(v)) for k, v in b if v is not None)
-    common = sorted(set(ma) & set(mb))
+    common, ma, mb = _paired_item_means(a, b)
     return summarize([(k, ma[k] - mb[k]) for k in common], samples)
 
 
@@ -53,9 +60,7 @@ def ratio_of_means(
     num: list[tuple[str, float | None]], den: list[tuple[str, float | None]], samples: int = BOOTSTRAP_SAMPLES
 ) -> dict[str, float | int | None]:
     """mean(num) / mean(den) over items present in both, item-averaged, with an item-resampled CI."""
-    mn = _cluster_means((k, float(v)) for k, v in num if v is not None)
-    md = _cluster_means((k, float(v)) for k, v in den if v is not None)
-    common = sorted(set(mn) & set(md))
+    common, mn, md = _paired_item_means(num, den)
     a = np.array([mn[k] for k in common])
     b = np.array([md[k] for k in common])
     if not common or b.mean() == 0:

@@ -102,3 +102,8 @@ def conversations(responses: list[Response]) -> dict[str, list[Response]]:
     for r in responses:
         convs[r.conv_id].append(r)
     return dict(convs)
+
+
+def multi_turn(responses: list[Response]) -> list[list[Response]]:
+    """The multi-turn conversations (the upfront baselines left out), each as its responses in order."""
+    return [c for c in conversations(responses).values() if c[0].condition == "multi_turn"]
