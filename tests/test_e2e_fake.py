@@ -41,6 +41,15 @@ def test_run_writes_contract_outputs_and_resume_makes_no_calls(fake_server: str,
     assert all(c["stop_reason"] == "sequence_complete" for c in convs)
     multi = [c for c in convs if c["condition"] == "multi_turn"]
     assert all(len(c["turns"]) == len(c["moves"]) + 1 for c in multi)
+    # turns.parquet: one row per response, in the same order, with cumulative utility never falling
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out / "turns.parquet").to_pylist()
+    assert [(r["conv_id"], r["idx"]) for r in rows] == [(c["conv_id"], t["idx"]) for c in convs for t in c["turns"]]
+    assert [r["response"] for r in rows] == [t["response"] for c in convs for t in c["turns"]]
+    for conv in multi:
+        cum = [r["cumulative_util"] for r in rows if r["conv_id"] == conv["conv_id"]]
+        assert cum == sorted(cum) and cum[0] == conv["turns"][0]["ben_util"]
 
     again = _run(fake_server, small_dataset, out)
     assert again.returncode == 0, again.stderr
@@ -51,12 +60,16 @@ def test_run_writes_contract_outputs_and_resume_makes_no_calls(fake_server: str,
 def test_report_command_rewrites_outputs_without_calls(fake_server: str, small_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert _run(fake_server, small_dataset, out).returncode == 0
-    (out / "report.html").unlink()
-    (out / "metrics.json").unlink()
+    names = ("report.html", "metrics.json", "conversations.jsonl", "turns.parquet")
+    before = {name: (out / name).read_bytes() for name in names}
+    for name in names:
+        (out / name).unlink()
     result = run_cli("report", str(out))
     assert result.returncode == 0, result.stderr
-    assert (out / "report.html").is_file() and (out / "metrics.json").is_file()
     assert "model calls: 0 made" in result.stdout
+    # the same run gives the same bytes: no timestamps or random ids in the outputs (plots included)
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert not list(out.glob("*.tmp"))
 
 
 def test_llm_user_over_http(fake_server: str, small_dataset: Path, tmp_path: Path) -> None:
@@ -70,10 +83,38 @@ def test_llm_user_over_http(fake_server: str, small_dataset: Path, tmp_path: Pat
 
 
 def test_report_browser_caps_large_runs_and_keeps_failures() -> None:
-    from carryon.report.html import browser_sample
+    from carryon.report.html import browser_picks
 
-    convs = [{"conv_id": f"c{i}", "failure_modes": ["lock_in"] if i % 10 == 0 else []} for i in range(2000)]
-    picked = browser_sample(convs, limit=300)
+    flagged = [i % 10 == 0 for i in range(2000)]
+    picked = browser_picks(flagged, limit=300)
     assert len(picked) == 300
-    assert sum(1 for c in picked if c["failure_modes"]) == 200  # every flagged conversation is kept
-    assert browser_sample(convs[:50], limit=300) == convs[:50]
+    assert sum(1 for i in picked if flagged[i]) == 200  # every flagged conversation is kept
+    unflagged = sorted(i for i in picked if not flagged[i])
+    assert unflagged[-1] - unflagged[0] > 1500  # the rest spread over the run, not its first hundred
+    assert browser_picks(flagged[:50], limit=300) == set(range(50))
+
+
+def test_rejudging_after_lost_judgements_redoes_exactly_those(fake_server: str, small_dataset: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    from carryon.data.load import load_items
+    from carryon.judge.runner import count_pending, pending_work
+    from carryon.store import Store
+
+    out = tmp_path / "run"
+    assert _run(fake_server, small_dataset, out).returncode == 0
+    metrics = load_metrics(out)
+    with sqlite3.connect(out / "run.sqlite") as db:
+        db.execute("DELETE FROM judgements WHERE rowid % 7 = 0")
+        lost = db.execute("SELECT changes()").fetchone()[0]
+    assert lost > 0
+    items = {i.id: i for i in load_items(str(small_dataset), None)}
+    with Store(out) as store:
+        work = list(pending_work(store, items, ["openai-api/judge"]))
+        assert count_pending(store, items, ["openai-api/judge"]) == sum(len(kinds) for _, _, kinds in work) == lost
+    again = _run(fake_server, small_dataset, out)
+    assert again.returncode == 0, again.stderr
+    assert "model calls: 0 made" in again.stdout  # every judge request was answered before: served from the cache
+    with Store(out) as store:
+        assert count_pending(store, items, ["openai-api/judge"]) == 0
+    assert load_metrics(out)["models"] == metrics["models"]

@@ -31,3 +31,22 @@ def test_plan_is_idempotent_and_reset_drops_partial_turns(tmp_path: Path) -> Non
         store.reset_conversation("a/s00")
         assert store.turns("a/s00") == []
         assert store.plan_counts() == {"pending": 2}
+
+
+def test_turns_stream_in_plan_order_whatever_the_chunk_and_missing_judgements_are_counted(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        store.add_plan([(f"i{n}/s00", f"i{n}", "multi_turn", 0, ["purpose"]) for n in range(7)])
+        for n in (6, 2, 0, 5, 3):  # finished out of plan order; i1 and i4 stay pending
+            for idx in range(2):
+                store.add_turn(f"i{n}/s00", idx, None, "q", ChatResult(text=f"r{n}.{idx}"))
+            store.finish_conversation(f"i{n}/s00", "done", "sequence_complete")
+        expected = [(f"i{n}/s00", idx) for n in (0, 2, 3, 5, 6) for idx in range(2)]
+        for chunk in (1, 2, 3, 500):
+            assert [(r["conv_id"], r["idx"]) for r in store.iter_turns(chunk=chunk)] == expected
+        items = [f"i{n}" for n in range(7)]
+        assert store.count_missing_judgements(items, ["j"], ("harm", "response_type")) == 20
+        store.add_judgement("i0/s00", 1, "harm", "j", "p@1", 0.0, {}, None, "{}")
+        store.add_judgement("i1/s00", 0, "harm", "j", "p@1", 0.0, {}, None, "{}")  # conversation not finished
+        assert store.count_missing_judgements(items, ["j"], ("harm", "response_type")) == 19
+        assert store.count_missing_judgements(["i0"], ["j", "k"], ("harm",)) == 3
+        assert [r["judge"] for r in store.judgements_of("i0/s00")] == ["j"]

@@ -4,6 +4,7 @@ versions are refused unless `allow_mixed`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,8 @@ import numpy as np
 
 from carryon.errors import BadInput
 from carryon.metrics.stats import paired_difference
-from carryon.report.exports import write_json
-from carryon.report.html import write_report
+from carryon.report.exports import iter_records, write_json
+from carryon.report.html import browser_sample, write_report
 
 MUST_MATCH = ("dataset_version", "dataset_sha256", "judge", "judge_prompt_versions")
 
@@ -39,7 +40,7 @@ def harm_convergence(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def paired_differences(records: list[dict[str, Any]], models: list[str]) -> dict[str, Any]:
+def paired_differences(records: Iterable[dict[str, Any]], models: list[str]) -> dict[str, Any]:
     """Each model against the first: item-paired differences (model − first) of final Ben-Util and final harm, with
     item-bootstrap 95% CIs. Items are paired, so item difficulty cancels out."""
     finals: dict[str, dict[str, list[tuple[str, float | None]]]] = {
@@ -61,15 +62,13 @@ def paired_differences(records: list[dict[str, Any]], models: list[str]) -> dict
 
 def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) -> list[list[str]]:
     metrics: list[dict[str, Any]] = []
-    records: list[dict[str, Any]] = []
     for run_dir in run_dirs:
         path = run_dir / "metrics.json"
         if not path.is_file():
             raise BadInput(f"{run_dir}: no metrics.json (run `carryon report {run_dir}` first)")
         metrics.append(json.loads(path.read_text()))
-        conv = run_dir / "conversations.jsonl"
-        if conv.is_file():
-            records.extend(json.loads(line) for line in conv.read_text().splitlines() if line.strip())
+    # conversations are streamed from each run's conversations.jsonl, never all held at once
+    paths = [d / "conversations.jsonl" for d in run_dirs if (d / "conversations.jsonl").is_file()]
     first = metrics[0]
     if not allow_mixed:
         for run_dir, m in zip(run_dirs[1:], metrics[1:]):
@@ -89,8 +88,9 @@ def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) 
     meta = {k: v for k, v in first.items() if k != "models"}
     meta["runs"] = [str(d) for d in run_dirs]
     write_json(out / "metrics.json", {**meta, "models": models, "harm_convergence": harm_convergence(models),
-                                      "paired_differences": paired_differences(records, list(models))})  # fmt: skip
-    write_report(out / "report.html", "CarryOn comparison", models, meta, records)
+                                      "paired_differences": paired_differences(iter_records(paths), list(models))})  # fmt: skip
+    sample, total = browser_sample(paths)
+    write_report(out / "report.html", "CarryOn comparison", models, meta, sample, total)
     rows = []
     for name, m in sorted(models.items(), key=lambda kv: -(kv[1]["conditions"]["multi_turn"]["ben_util"]["mean"] or 0)):
         c, f, r = m["conditions"], m["failure_modes"], m["recovery"]["recovery_ratio"]

@@ -25,14 +25,12 @@ from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
 from carryon.data.load import builtin_path, load_items
 from carryon.data.schema import Item
 from carryon.errors import BadInput, CarryOnError, ModelCallError
-from carryon.judge.runner import pending_tasks, prompt_versions, run_judges
-from carryon.metrics.failure_modes import failure_modes
+from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
-from carryon.metrics.table import load_responses
 from carryon.models.base import ChatClient
 from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
-from carryon.report.exports import conversation_records, write_json, write_jsonl, write_turns_parquet
-from carryon.report.html import write_report
+from carryon.report.exports import ConversationExport, write_json
+from carryon.report.html import browser_sample, write_report
 from carryon.simulate.engine import Engine, TargetSettings
 from carryon.simulate.plans import plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
@@ -181,10 +179,10 @@ async def _rollout(engine: Engine, store: Store, todo: list[Any], items: dict[st
 async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClient], items: dict[str, Item],
                  config: RunConfig, concurrency: int, tick: Tick | None) -> tuple[int, int]:  # fmt: skip
     """Judge what is pending; responses whose judging failed get one more pass. Returns (unscored, failed)."""
-    tasks = pending_tasks(store, items, list(clients))
+    total = count_pending(store, items, list(clients))
     mode = config.ben_util_mode
     unscored, failed = await run_judges(store, caller, clients, items, mode, concurrency,
-                                        _counter(tick, "judgements", len(tasks)), tasks)  # fmt: skip
+                                        _counter(tick, "judgements", total))  # fmt: skip
     if failed:
         more, failed = await run_judges(store, caller, clients, items, mode, concurrency)
         unscored += more
@@ -196,7 +194,7 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
     todo = [r for r in store.plan() if r["status"] != "done" and r["item_id"] in items]
     judges = [j.name for j in roles.judges]
     failed = unscored = judge_failed = 0
-    if not todo and not pending_tasks(store, items, judges):
+    if not todo and not count_pending(store, items, judges):
         return RunOutcome(config.out, 0, 0, 0, 0)  # finished: open no model at all
     preflight([roles.target, *([roles.user] if roles.user else []), *roles.judges])
     # llama.cpp serves one request at a time: keep a conversation's turns together (its KV cache makes turns 2+
@@ -225,18 +223,16 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
 
 
 def write_outputs(store: Store) -> dict[str, Any]:
-    """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls)."""
+    """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls), in
+    one streaming pass: each conversation goes to the exports as the analysis reads it."""
     out = store.run_dir
-    responses = load_responses(store)
-    modes, labels = failure_modes(responses)
-    metrics = compute_metrics(store, responses, modes)
-    target = next(iter(metrics["models"]))
-    records = conversation_records(responses, labels, store.item_bodies(), target)
+    target = (store.get_meta("config") or {}).get("target", "unknown")
+    with ConversationExport(out, store.item_bodies(), target) as export:
+        metrics = compute_metrics(store, export.add)
     write_json(out / "metrics.json", metrics)
-    write_jsonl(out / "conversations.jsonl", records)
-    write_turns_parquet(out / "turns.parquet", records)
     meta = {k: v for k, v in metrics.items() if k != "models"}
-    write_report(out / "report.html", f"CarryOn report — {target}", metrics["models"], meta, records)
+    sample, total = browser_sample([export.jsonl_path], export.flagged)
+    write_report(out / "report.html", f"CarryOn report — {target}", metrics["models"], meta, sample, total)
     return metrics
 
 

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS call_log (
   id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
   cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS plan_ord ON plan (ord);
 CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value INTEGER NOT NULL);
 """
 
@@ -118,11 +119,18 @@ class Store:
             return self.db.execute("SELECT * FROM turns ORDER BY conv_id, idx").fetchall()
         return self.db.execute("SELECT * FROM turns WHERE conv_id=? ORDER BY idx", (conv_id,)).fetchall()
 
-    def iter_turns(self) -> Iterator[sqlite3.Row]:
-        yield from self.db.execute(
-            "SELECT t.*, p.item_id, p.condition FROM turns t JOIN plan p USING (conv_id) "
-            "WHERE p.status='done' ORDER BY p.ord, t.idx"
+    def iter_turns(self, condition: str | None = None, chunk: int = 500) -> Iterator[sqlite3.Row]:
+        """Turns of finished conversations in plan order, each with its conversation's plan fields. Read `chunk`
+        conversations at a time: memory holds one chunk, and no read stays open while the caller writes (judging
+        stores verdicts as it goes)."""
+        where = "p.status='done' AND p.ord >= ? AND p.ord < ?" + (" AND p.condition=?" if condition else "")
+        sql = (
+            "SELECT t.*, p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason FROM plan p "
+            f"JOIN turns t USING (conv_id) WHERE {where} ORDER BY p.ord, t.idx"
         )
+        end = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM plan").fetchone()[0]
+        for start in range(0, end, chunk):
+            yield from self.db.execute(sql, (start, start + chunk, *([condition] if condition else []))).fetchall()
 
     # -- judgements ---------------------------------------------------------------------------------------------
     def has_judgement(self, conv_id: str, idx: int, kind: str, judge: str) -> bool:
@@ -142,11 +150,31 @@ class Store:
         with self.db:
             self.db.execute("DELETE FROM judgements")
 
-    def judgements(self) -> Iterator[sqlite3.Row]:
-        """Every judgement without its raw judge output (which only the exports need)."""
-        yield from self.db.execute(
-            "SELECT conv_id, idx, kind, judge, prompt, score, value, unscored_reason FROM judgements"
-        )
+    def judgements_of(self, conv_id: str) -> list[sqlite3.Row]:
+        """One conversation's judgements without raw judge output (the primary key makes this an index lookup)."""
+        return self.db.execute(
+            "SELECT idx, kind, judge, score, value, unscored_reason FROM judgements WHERE conv_id=? "
+            "ORDER BY idx, judge, kind",
+            (conv_id,),
+        ).fetchall()
+
+    def count_missing_judgements(self, item_ids: list[str], judges: list[str], kinds: tuple[str, ...]) -> int:
+        """(response, judge, kind) triples without a judgement, over the finished conversations of `item_ids`; an
+        index lookup per triple, no text read."""
+        marks = ",".join("?" * len(item_ids))
+        total = 0
+        for judge in judges:
+            for kind in kinds:
+                total += self.db.execute(
+                    f"SELECT COUNT(*) FROM plan p JOIN turns t USING (conv_id) WHERE p.status='done' "
+                    f"AND p.item_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM judgements j "
+                    "WHERE j.conv_id=t.conv_id AND j.idx=t.idx AND j.kind=? AND j.judge=?)",
+                    [*item_ids, kind, judge],
+                ).fetchone()[0]
+        return int(total)
+
+    def judges(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT judge FROM judgements ORDER BY judge")]
 
     def judgement_keys(self) -> set[tuple[str, int, str, str]]:
         return {(r[0], r[1], r[2], r[3]) for r in self.db.execute("SELECT conv_id, idx, kind, judge FROM judgements")}

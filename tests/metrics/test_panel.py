@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from carryon.metrics.panel import panel_agreement
+from carryon.metrics.panel import PanelAgreement
 from carryon.metrics.table import Response, _majority, _merge
 
 
@@ -38,7 +38,9 @@ def test_panel_merge_takes_majority_per_item_median_harm_and_majority_type() -> 
     _merge(r, rows)
     assert r.items_met == {"c1": True, "c2": False} and r.ben_util == 0.5
     assert r.harm == 0.25 and r.rtype == "direct_refusal" and not r.unscored
-    agreement = panel_agreement([r])
+    panel = PanelAgreement(["c", "a", "b"])
+    panel.add(r)
+    agreement = panel.result()
     assert agreement is not None and agreement["judges"] == ["a", "b", "c"]
     assert agreement["alpha_ben_util_items"] is not None and agreement["alpha_ben_util_items"] < 1
 
@@ -56,4 +58,6 @@ def test_panel_tie_on_an_item_is_unscored_not_zero() -> None:
 def test_single_judge_has_no_panel_agreement() -> None:
     r = _response()
     _merge(r, [_row("a", "harm", 0.0, {"rubric": 0})])
-    assert panel_agreement([r]) is None
+    panel = PanelAgreement(["a"])
+    panel.add(r)
+    assert panel.result() is None and panel.harm == []

@@ -3,10 +3,9 @@ judge without re-running the target). Each (response, kind, judge) is stored as 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from sqlite3 import Row
 
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
@@ -33,22 +32,32 @@ def prompt_versions(mode: ben_util.Mode) -> dict[str, str]:
     return {"ben_util": ben_util.prompt_ref(mode), "harm": harm.prompt_ref(), "response_type": response_type.prompt_ref()}
 
 
-def pending_tasks(store: Store, items: dict[str, Item], judges: list[str]) -> list[tuple[JudgeTask, str, str]]:
-    """(task, kind, judge) for every response of a finished conversation not yet judged."""
-    done = store.judgement_keys()
-    out: list[tuple[JudgeTask, str, str]] = []
-    rows: list[Row] = list(store.iter_turns())
-    for conv_id, group in groupby(rows, key=lambda r: r["conv_id"]):
+Work = tuple[JudgeTask, str, list[str]]  # one response, one judge, the kinds of judgement still missing
+
+
+def pending_work(store: Store, items: dict[str, Item], judges: list[str]) -> Iterator[Work]:
+    """(response, judge, missing kinds) for every response of a finished conversation not fully judged, in plan
+    order. A generator reading the store a conversation at a time: nothing is held for responses already judged."""
+    for conv_id, group in groupby(store.iter_turns(), key=lambda r: r["conv_id"]):
+        rows = list(group)
+        if rows[0]["item_id"] not in items:
+            continue
+        done = {(r["idx"], r["kind"], r["judge"]) for r in store.judgements_of(conv_id)}
         history: list[Message] = []
-        for row in group:
+        for row in rows:
             history.append(Message(role="user", content=row["user_text"]))
             task = JudgeTask(conv_id, row["idx"], items[row["item_id"]], list(history), row["response"])
             history.append(Message(role="assistant", content=row["response"]))
             for judge in judges:
-                for kind in KINDS:
-                    if (conv_id, row["idx"], kind, judge) not in done:
-                        out.append((task, kind, judge))
-    return out
+                kinds = [kind for kind in KINDS if (row["idx"], kind, judge) not in done]
+                if kinds:
+                    yield task, judge, kinds
+
+
+def count_pending(store: Store, items: dict[str, Item], judges: list[str]) -> int:
+    """How many judgements `pending_work` would make, counted in SQL (for the progress bar and the "finished"
+    check) without reading any text."""
+    return store.count_missing_judgements(list(items), judges, KINDS)
 
 
 async def judge_one(
@@ -70,24 +79,19 @@ async def run_judges(
     mode: ben_util.Mode,
     concurrency: int,
     on_done: Callable[[], None] | None = None,
-    tasks: list[tuple[JudgeTask, str, str]] | None = None,
 ) -> tuple[int, int]:
     """Judge what is pending; return (unscored judgements, responses whose judging failed on transport errors after
     retries — left pending for the next run, never stored as unscored).
 
     Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
     reuses the KV cache of the shared system prompt + conversation + response across them."""
-    tasks = pending_tasks(store, items, list(clients)) if tasks is None else tasks
     refs = prompt_versions(mode)
-    by_response: dict[tuple[str, int, str], list[tuple[JudgeTask, str]]] = {}
-    for task, kind, judge in tasks:
-        by_response.setdefault((task.conv_id, task.idx, judge), []).append((task, kind))
     unscored = failed = 0
 
-    async def one_response(entry: tuple[tuple[str, int, str], list[tuple[JudgeTask, str]]]) -> None:
+    async def one_response(unit: Work) -> None:
         nonlocal unscored, failed
-        (_, _, judge), work = entry
-        for task, kind in work:
+        task, judge, kinds = unit
+        for kind in kinds:
             try:
                 verdict = await judge_one(kind, mode, caller, clients[judge], task)
             except ModelCallError as error:
@@ -101,5 +105,5 @@ async def run_judges(
             if on_done:
                 on_done()
 
-    await run_workers(by_response.items(), one_response, concurrency)
+    await run_workers(pending_work(store, items, list(clients)), one_response, concurrency)
     return unscored, failed

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from carryon.metrics.stats import summarize
-from carryon.metrics.table import Response, conversations, multi_turn
+from carryon.metrics.table import Response, multi_turn
 
 
 def cumulative_and_novel_from_items(
@@ -42,12 +42,11 @@ def cumulative_and_novel(conv: list[Response]) -> list[tuple[float | None, float
     return cumulative_and_novel_from_items([r.items_met for r in conv])
 
 
-def condition_summaries(responses: list[Response]) -> dict[str, dict[str, Any]]:
-    convs = conversations(responses)
-    multi = [c for c in convs.values() if c[0].condition == "multi_turn"]
+def condition_summaries(convs: Sequence[list[Response]]) -> dict[str, dict[str, Any]]:
+    multi = multi_turn(convs)
     picks = {
         "turn1": [c[0] for c in multi],
-        "upfront": [c[0] for c in convs.values() if c[0].condition == "upfront"],
+        "upfront": [c[0] for c in convs if c[0].condition == "upfront"],
         "multi_turn": [c[-1] for c in multi],
     }
     return {
@@ -69,8 +68,8 @@ def _refusal(r: Response) -> float | None:
     return float(r.rtype in REFUSAL_TYPES)
 
 
-def per_turn(responses: list[Response]) -> list[dict[str, Any]]:
-    convs = multi_turn(responses)
+def per_turn(all_convs: Sequence[list[Response]]) -> list[dict[str, Any]]:
+    convs = multi_turn(all_convs)
     cum_novs = [cumulative_and_novel(c) for c in convs]  # once per conversation, not once per turn
     depth = max((len(c) for c in convs), default=0)
     rows = []

@@ -18,7 +18,7 @@ from typing import Any
 
 from carryon.metrics.curves import cumulative_and_novel
 from carryon.metrics.stats import summarize
-from carryon.metrics.table import Response, conversations
+from carryon.metrics.table import Response
 from carryon.simulate.moves import INTENT_REVEALING
 from carryon.text import similar_at_least
 
@@ -66,27 +66,16 @@ def label(conv: list[Response], upfront_harm: float | None, p: FailureParams = F
     return modes
 
 
-def failure_modes(responses: list[Response], p: FailureParams = FailureParams()) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Shares of multi-turn conversations in each mode (over labelled ones; `ci` holds item-bootstrap 95% CIs of the
-    per-item-averaged shares), and the labels per conversation."""
-    convs = conversations(responses)
-    upfront_harm = {c[0].item_id: c[0].harm for c in convs.values() if c[0].condition == "upfront"}
-    labels: dict[str, list[str]] = {}
-    unlabelled = 0
-    for conv_id, conv in convs.items():
-        if conv[0].condition != "multi_turn":
-            continue
-        modes = label(conv, upfront_harm.get(conv[0].item_id), p)
-        if modes is None:
-            unlabelled += 1
-            continue
-        labels[conv_id] = sorted(modes)
-    n = len(labels)
-    shares: dict[str, Any] = {m: (sum(m in v for v in labels.values()) / n if n else None) for m in MODES}
-    item_of = {conv_id: convs[conv_id][0].item_id for conv_id in labels}
+def mode_shares(labelled: list[tuple[str, set[str] | None]], p: FailureParams = FailureParams()) -> dict[str, Any]:
+    """Shares of multi-turn conversations in each mode, from (item_id, `label(...)`) per conversation: over the
+    labelled ones, with item-bootstrap 95% CIs of the per-item-averaged shares in `ci`; undecided ones are counted
+    as `unlabelled`."""
+    decided = [(item_id, modes) for item_id, modes in labelled if modes is not None]
+    n = len(decided)
+    shares: dict[str, Any] = {m: (sum(m in v for _, v in decided) / n if n else None) for m in MODES}
     shares["ci"] = {}
     for m in MODES:
-        s = summarize([(item_of[c], float(m in v)) for c, v in labels.items()])
+        s = summarize([(item_id, float(m in v)) for item_id, v in decided])
         shares["ci"][m] = {"ci_low": s["ci_low"], "ci_high": s["ci_high"]}
-    shares.update({"n_conversations": n, "unlabelled": unlabelled, "params": asdict(p)})
-    return shares, labels
+    shares.update({"n_conversations": n, "unlabelled": len(labelled) - n, "params": asdict(p)})
+    return shares

@@ -10,24 +10,36 @@ from carryon.judge.agreement import krippendorff_alpha
 from carryon.metrics.table import Response
 
 
-def panel_agreement(responses: list[Response]) -> dict[str, Any] | None:
-    judges = sorted({j for r in responses for j in r.per_judge})
-    if len(judges) < 2:
-        return None
-    items: list[list[Any]] = []
-    harm: list[list[Any]] = []
-    types: list[list[Any]] = []
-    for r in responses:
-        verdicts = [r.per_judge.get(j, {}) for j in judges]
-        ids = sorted({cid for v in verdicts for cid in ((v.get("ben_util") or {}).get("value") or {}).get("items", {})})
+def _value(verdict: dict[str, Any], kind: str) -> dict[str, Any]:
+    return (verdict.get(kind) or {}).get("value") or {}
+
+
+class PanelAgreement:
+    """Collects each response's per-judge decisions as they stream past (only the votes are kept, not the texts)."""
+
+    def __init__(self, judges: list[str]) -> None:
+        self.judges = sorted(judges)
+        self.items: list[list[Any]] = []
+        self.harm: list[list[Any]] = []
+        self.types: list[list[Any]] = []
+
+    def add(self, r: Response) -> None:
+        if len(self.judges) < 2:
+            return
+        verdicts = [r.per_judge.get(j, {}) for j in self.judges]
+        ids = sorted({cid for v in verdicts for cid in _value(v, "ben_util").get("items", {})})
         for cid in ids:
-            items.append([(((v.get("ben_util") or {}).get("value") or {}).get("items", {}).get(cid) or {}).get("met")
-                          for v in verdicts])  # fmt: skip
-        harm.append([((v.get("harm") or {}).get("value") or {}).get("rubric") for v in verdicts])
-        types.append([((v.get("response_type") or {}).get("value") or {}).get("type") for v in verdicts])
-    return {
-        "judges": judges,
-        "alpha_ben_util_items": krippendorff_alpha(items),
-        "alpha_harm": krippendorff_alpha(harm, level="interval"),
-        "alpha_response_type": krippendorff_alpha(types),
-    }
+            self.items.append([(_value(v, "ben_util").get("items", {}).get(cid) or {}).get("met") for v in verdicts])
+        self.harm.append([_value(v, "harm").get("rubric") for v in verdicts])
+        self.types.append([_value(v, "response_type").get("type") for v in verdicts])
+
+    def result(self) -> dict[str, Any] | None:
+        if len(self.judges) < 2:
+            return None
+        return {
+            "judges": self.judges,
+            "alpha_ben_util_items": krippendorff_alpha(self.items),
+            "alpha_harm": krippendorff_alpha(self.harm, level="interval"),
+            "alpha_response_type": krippendorff_alpha(self.types),
+        }
+

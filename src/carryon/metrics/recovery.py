@@ -4,6 +4,7 @@ and response-type transitions."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from carryon.metrics.stats import ratio_of_means, summarize
@@ -11,17 +12,17 @@ from carryon.metrics.table import Response, multi_turn
 from carryon.simulate.moves import Move
 
 
-def upfront_by_item(responses: list[Response]) -> dict[str, float]:
-    return {r.item_id: r.ben_util for r in responses if r.condition == "upfront" and r.ben_util is not None}
+def upfront_by_item(convs: Sequence[list[Response]]) -> dict[str, float]:
+    return {c[0].item_id: c[0].ben_util for c in convs if c[0].condition == "upfront" and c[0].ben_util is not None}
 
 
-def recovery(responses: list[Response]) -> dict[str, Any]:
+def recovery(all_convs: Sequence[list[Response]]) -> dict[str, Any]:
     """- `recovery_ratio`: mean final Ben-Util / mean upfront Ben-Util (items with both);
     - `turns_to_recover`: per conversation with a follow-up, the first response index ≥ 2 whose Ben-Util reaches the
       item's upfront Ben-Util; `recovered_share` is the share that ever does, `mean_turns` averages those that do;
     - `auc`: per conversation, the mean Ben-Util over its responses (trapezoid area normalised by length)."""
-    upfront = upfront_by_item(responses)
-    convs = multi_turn(responses)
+    upfront = upfront_by_item(all_convs)
+    convs = multi_turn(all_convs)
     ratio = ratio_of_means([(c[-1].item_id, c[-1].ben_util) for c in convs], list(upfront.items()))
     recovered: list[tuple[str, float | None]] = []
     turns: list[tuple[str, float | None]] = []
@@ -47,11 +48,11 @@ def recovery(responses: list[Response]) -> dict[str, Any]:
     }
 
 
-def move_effects(responses: list[Response]) -> dict[str, dict[str, Any]]:
+def move_effects(convs: Sequence[list[Response]]) -> dict[str, dict[str, Any]]:
     """Mean change in Ben-Util and harm from the response before a move to the response after it, per move type."""
     deltas_u: dict[str, list[tuple[str, float | None]]] = defaultdict(list)
     deltas_h: dict[str, list[tuple[str, float | None]]] = defaultdict(list)
-    for c in multi_turn(responses):
+    for c in multi_turn(convs):
         for before, after in zip(c, c[1:]):
             move = after.move or ""
             du = None if before.ben_util is None or after.ben_util is None else after.ben_util - before.ben_util
@@ -63,22 +64,22 @@ def move_effects(responses: list[Response]) -> dict[str, dict[str, Any]]:
     return {k: {"ben_util_delta": summarize(deltas_u[k]), "harm_delta": summarize(deltas_h[k])} for k in sorted(deltas_u)}
 
 
-def type_transitions(responses: list[Response]) -> dict[str, int]:
+def type_transitions(convs: Sequence[list[Response]]) -> dict[str, int]:
     """Counts of response-type transitions between consecutive responses, as `from->to`."""
     counts: Counter[str] = Counter()
-    for c in multi_turn(responses):
+    for c in multi_turn(convs):
         for before, after in zip(c, c[1:]):
             counts[f"{before.rtype or 'unscored'}->{after.rtype or 'unscored'}"] += 1
     return dict(counts.most_common())
 
 
-def harm_by_start(responses: list[Response]) -> dict[str, list[dict[str, Any]]]:
+def harm_by_start(convs: Sequence[list[Response]]) -> dict[str, list[dict[str, Any]]]:
     """Harm per turn for conversations that opened with a refusal (either kind) vs the rest: do cautious and
     compliant starts converge to similar harm?"""
     from carryon.metrics.curves import REFUSAL_TYPES
 
     groups: dict[str, list[list[Response]]] = {"refusal_start": [], "other_start": []}
-    for c in multi_turn(responses):
+    for c in multi_turn(convs):
         if c[0].rtype is not None:
             groups["refusal_start" if c[0].rtype in REFUSAL_TYPES else "other_start"].append(c)
     out: dict[str, list[dict[str, Any]]] = {}

@@ -1,47 +1,65 @@
 """Assemble metrics.json for one run: conditions, per-turn curves, recovery, move effects, transitions, failure
-modes and unscored counts, under `models.<target>`, with the dataset, judge and prompt versions."""
+modes and unscored counts, under `models.<target>`, with the dataset, judge and prompt versions.
+
+One streaming pass over the store: each conversation is read with its texts, labelled with its failure modes and
+handed to the caller (the exports) while it is in memory; only a text-free copy is kept for the aggregates. So
+memory grows with the number of responses by a few hundred bytes each, not with what the models wrote."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from carryon import __version__
 from carryon.metrics.curves import condition_summaries, per_turn
-from carryon.metrics.failure_modes import failure_modes
-from carryon.metrics.panel import panel_agreement
+from carryon.metrics.failure_modes import FailureParams, label, mode_shares
+from carryon.metrics.panel import PanelAgreement
 from carryon.metrics.recovery import harm_by_start, move_effects, recovery, type_transitions
-from carryon.metrics.table import Response, load_responses
+from carryon.metrics.table import Response, iter_conversations, slim
 from carryon.store import Store
 
 METRICS_SCHEMA = "1"
 
+# Receives each conversation (responses with texts and per-judge verdicts) and its failure modes, in plan order.
+ConversationSink = Callable[[list[Response], list[str]], None]
 
-def model_metrics(responses: list[Response], modes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every metric of one target model's responses (`modes`: failure-mode shares, if already computed)."""
-    if modes is None:
-        modes, _ = failure_modes(responses)
-    unscored = Counter(kind for r in responses for kind in r.unscored)
+
+def model_metrics(convs: Sequence[list[Response]], modes: dict[str, Any], agreement: dict[str, Any] | None) -> dict[str, Any]:
+    """Every metric of one target model's conversations (`modes`: failure-mode shares; `agreement`: the panel's)."""
+    unscored = Counter(kind for c in convs for r in c for kind in r.unscored)
     return {
-        "conditions": condition_summaries(responses),
-        "per_turn": per_turn(responses),
-        "recovery": recovery(responses),
-        "move_effects": move_effects(responses),
-        "response_type_transitions": type_transitions(responses),
-        "harm_by_start": harm_by_start(responses),
+        "conditions": condition_summaries(convs),
+        "per_turn": per_turn(convs),
+        "recovery": recovery(convs),
+        "move_effects": move_effects(convs),
+        "response_type_transitions": type_transitions(convs),
+        "harm_by_start": harm_by_start(convs),
         "failure_modes": modes,
         "unscored": {k: unscored.get(k, 0) for k in ("ben_util", "harm", "response_type")},
-        "n_responses": len(responses),
-        "n_items": len({r.item_id for r in responses}),
-        "judge_agreement": panel_agreement(responses),
+        "n_responses": sum(len(c) for c in convs),
+        "n_items": len({c[0].item_id for c in convs}),
+        "judge_agreement": agreement,
     }
 
 
-def compute_metrics(store: Store, responses: list[Response] | None = None,
-                    modes: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """metrics.json for the run in `store` (`responses`/`modes`: reuse them if the caller already loaded them)."""
+def compute_metrics(store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams()) -> dict[str, Any]:
+    """metrics.json for the run in `store`, passing every conversation to `sink` on the way."""
     config = store.get_meta("config") or {}
-    responses = load_responses(store) if responses is None else responses
+    upfront_harm = {c[0].item_id: c[0].harm for c in iter_conversations(store, "upfront")}
+    panel = PanelAgreement(store.judges())
+    kept: list[list[Response]] = []
+    labelled: list[tuple[str, set[str] | None]] = []
+    for conv in iter_conversations(store):
+        modes: set[str] | None = None
+        if conv[0].condition == "multi_turn":
+            modes = label(conv, upfront_harm.get(conv[0].item_id), p)
+            labelled.append((conv[0].item_id, modes))
+        for r in conv:
+            panel.add(r)
+        if sink is not None:
+            sink(conv, sorted(modes or ()))
+        kept.append(slim(conv))
     plan = store.plan_counts()
     return {
         "metrics_schema": METRICS_SCHEMA,
@@ -53,5 +71,5 @@ def compute_metrics(store: Store, responses: list[Response] | None = None,
         "user": config.get("user"),
         "seed": config.get("seed"),
         "conversations": {"planned": sum(plan.values()), **plan},
-        "models": {config.get("target", "unknown"): model_metrics(responses, modes)},
+        "models": {config.get("target", "unknown"): model_metrics(kept, mode_shares(labelled, p), panel.result())},
     }

@@ -1,91 +1,128 @@
-"""conversations.jsonl (one conversation a line, every turn with its move and judgements) and metrics.json."""
+"""conversations.jsonl (one conversation a line, every turn with its move and judgements), turns.parquet (one row per
+response) and metrics.json. The two conversation files are written as the analysis streams past, in batches, to a
+temporary name first: a kill mid-way never leaves a half-written file under the real name."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from carryon.metrics.table import Response, conversations
+from carryon.metrics.curves import cumulative_and_novel
+from carryon.metrics.table import Response
 
 
-def conversation_records(responses: list[Response], labels: dict[str, list[str]], items: dict[str, dict[str, Any]],
-                         model: str) -> list[dict[str, Any]]:  # fmt: skip
-    out = []
-    for conv_id, conv in conversations(responses).items():
-        first = conv[0]
-        item = items[first.item_id]
-        out.append(
+def conversation_record(conv: list[Response], modes: list[str], item: dict[str, Any], model: str) -> dict[str, Any]:
+    """One line of conversations.jsonl."""
+    first = conv[0]
+    return {
+        "conv_id": first.conv_id,
+        "model": model,
+        "item_id": first.item_id,
+        "category": first.category,
+        "condition": first.condition,
+        "sequence_index": first.sequence_index,
+        "moves": list(first.moves),
+        "stop_reason": first.stop_reason,
+        "failure_modes": modes,
+        "checklist": {f"c{i}": text for i, text in enumerate(item["checklist"], start=1)},
+        "turns": [
             {
-                "conv_id": conv_id,
-                "model": model,
-                "item_id": first.item_id,
-                "category": first.category,
-                "condition": first.condition,
-                "sequence_index": first.sequence_index,
-                "moves": list(first.moves),
-                "stop_reason": first.stop_reason,
-                "failure_modes": labels.get(conv_id, []),
-                "checklist": {f"c{i}": text for i, text in enumerate(item["checklist"], start=1)},
-                "turns": [
-                    {
-                        "idx": r.idx,
-                        "move": r.move,
-                        "user": r.user_text,
-                        "response": r.text,
-                        "ben_util": r.ben_util,
-                        "items_met": r.items_met,
-                        "harm": r.harm,
-                        "response_type": r.rtype,
-                        "unscored": r.unscored,
-                        "judgements": r.per_judge,
-                    }
-                    for r in conv
-                ],
+                "idx": r.idx,
+                "move": r.move,
+                "user": r.user_text,
+                "response": r.text,
+                "ben_util": r.ben_util,
+                "items_met": r.items_met,
+                "harm": r.harm,
+                "response_type": r.rtype,
+                "unscored": r.unscored,
+                "judgements": r.per_judge,
             }
-        )
-    return out
+            for r in conv
+        ],
+    }
 
 
-TURN_COLUMNS = (
-    "conv_id", "model", "item_id", "category", "condition", "sequence_index", "moves", "stop_reason",
-    "failure_modes", "idx", "move", "user", "response", "ben_util", "cumulative_util", "novel_util", "harm",
-    "response_type", "items_met", "unscored",
-)  # fmt: skip
+TURN_COLUMNS = {
+    "conv_id": "string", "model": "string", "item_id": "string", "category": "string", "condition": "string",
+    "sequence_index": "int64", "moves": "string", "stop_reason": "string", "failure_modes": "string",
+    "idx": "int64", "move": "string", "user": "string", "response": "string", "ben_util": "float64",
+    "cumulative_util": "float64", "novel_util": "float64", "harm": "float64", "response_type": "string",
+    "items_met": "string", "unscored": "string",
+}  # fmt: skip
 
 
-def write_turns_parquet(path: Path, records: list[dict[str, Any]]) -> None:
-    """turns.parquet: one row per response with every judgement (nested values as JSON text), for pandas."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class ConversationExport:
+    """Writes conversations.jsonl and turns.parquet in `out`, one conversation at a time (`add`), and remembers for
+    each line whether it has a failure mode (for the report's conversation browser). Use as a context manager: the
+    files get their real names only when it exits without error."""
 
-    from carryon.metrics.curves import cumulative_and_novel_from_items
+    BATCH_ROWS = 2_000
 
-    rows: dict[str, list[Any]] = {c: [] for c in TURN_COLUMNS}
-    for conv in records:
-        cum_nov = cumulative_and_novel_from_items([t["items_met"] for t in conv["turns"]])
-        for turn, (cum, nov) in zip(conv["turns"], cum_nov):
-            values = {
-                **{k: conv[k] for k in ("conv_id", "model", "item_id", "category", "condition", "sequence_index",
-                                        "stop_reason")},
-                "moves": " > ".join(conv["moves"]), "failure_modes": ",".join(conv["failure_modes"]),
-                **{k: turn[k] for k in ("idx", "move", "user", "response", "ben_util", "harm", "response_type")},
-                "cumulative_util": cum, "novel_util": nov,
-                "items_met": json.dumps(turn["items_met"]), "unscored": json.dumps(turn["unscored"]),
+    def __init__(self, out: Path, items: dict[str, dict[str, Any]], model: str) -> None:
+        self.jsonl_path = out / "conversations.jsonl"
+        self.parquet_path = out / "turns.parquet"
+        self.items, self.model = items, model
+        self.flagged: list[bool] = []
+        self._jsonl = self.jsonl_path.with_suffix(".tmp").open("w", encoding="utf-8")
+        import pyarrow as pa  # imported here: the CLI starts (and rejects bad input) without loading pyarrow
+        import pyarrow.parquet as pq
+
+        self._pa = pa
+        self._schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in TURN_COLUMNS.items()])
+        self._parquet = pq.ParquetWriter(self.parquet_path.with_suffix(".tmp"), self._schema)
+        self._rows: dict[str, list[Any]] = {name: [] for name in TURN_COLUMNS}
+
+    def add(self, conv: list[Response], modes: list[str]) -> None:
+        record = conversation_record(conv, modes, self.items[conv[0].item_id], self.model)
+        self._jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.flagged.append(bool(modes))
+        shared = {
+            "conv_id": record["conv_id"], "model": self.model, "item_id": record["item_id"],
+            "category": record["category"], "condition": record["condition"],
+            "sequence_index": record["sequence_index"], "moves": " > ".join(record["moves"]),
+            "stop_reason": record["stop_reason"], "failure_modes": ",".join(modes),
+        }  # fmt: skip
+        for r, (cum, nov) in zip(conv, cumulative_and_novel(conv)):
+            row = {
+                **shared, "idx": r.idx, "move": r.move, "user": r.user_text, "response": r.text,
+                "ben_util": r.ben_util, "cumulative_util": cum, "novel_util": nov, "harm": r.harm,
+                "response_type": r.rtype, "items_met": json.dumps(r.items_met), "unscored": json.dumps(r.unscored),
             }  # fmt: skip
-            for column in TURN_COLUMNS:
-                rows[column].append(values[column])
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.table(rows), tmp)
-    tmp.replace(path)
+            for name, value in row.items():
+                self._rows[name].append(value)
+        if len(self._rows["conv_id"]) >= self.BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows["conv_id"]:
+            self._parquet.write_table(self._pa.table(self._rows, schema=self._schema))
+            self._rows = {name: [] for name in TURN_COLUMNS}
+
+    def __enter__(self) -> ConversationExport:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self._flush()
+        self._parquet.close()
+        self._jsonl.close()
+        for path in (self.jsonl_path, self.parquet_path):
+            if kind is None:
+                path.with_suffix(".tmp").replace(path)
+            else:
+                path.with_suffix(".tmp").unlink(missing_ok=True)
 
 
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+def iter_records(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    """Every conversation record of the conversations.jsonl files in `paths`, one at a time."""
+    for path in paths:
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
 
 
 def write_json(path: Path, data: Any) -> None:

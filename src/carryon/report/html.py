@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from carryon.report.exports import iter_records
 from carryon.report.plots import all_plots
 
 _env = Environment(
@@ -38,25 +39,32 @@ _env.filters["ci"] = _ci
 BROWSER_LIMIT = 600
 
 
-def browser_sample(conversations: list[dict[str, Any]], limit: int = BROWSER_LIMIT) -> list[dict[str, Any]]:
-    """At most `limit` conversations for the page: every one with a failure mode first (up to the limit), then an
-    even spread of the rest. A page holding tens of thousands of conversations helps no reader; all of them are in
-    conversations.jsonl and turns.parquet."""
-    if len(conversations) <= limit:
-        return conversations
-    flagged = [c for c in conversations if c["failure_modes"]][:limit]
-    rest = [c for c in conversations if not c["failure_modes"]]
-    room = limit - len(flagged)
+def browser_picks(flagged: list[bool], limit: int = BROWSER_LIMIT) -> set[int]:
+    """Which conversations (by position) the page shows, at most `limit`: every one with a failure mode first (up to
+    the limit), then an even spread of the rest. A page holding tens of thousands of conversations helps no reader;
+    all of them are in conversations.jsonl and turns.parquet."""
+    if len(flagged) <= limit:
+        return set(range(len(flagged)))
+    picked = [i for i, f in enumerate(flagged) if f][:limit]
+    rest = [i for i, f in enumerate(flagged) if not f]
+    room = limit - len(picked)
     step = max(1, len(rest) // room) if room else len(rest) + 1
-    picked = {id(c) for c in flagged} | {id(c) for c in rest[::step][:room]}
-    return [c for c in conversations if id(c) in picked]
+    return set(picked) | set(rest[::step][:room])
+
+
+def browser_sample(paths: list[Path], flagged: list[bool] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The conversations for the page, read from conversations.jsonl files (`flagged`: whether each line has a
+    failure mode, if the caller already knows; otherwise one extra pass reads it), and how many there are in all."""
+    if flagged is None:
+        flagged = [bool(r["failure_modes"]) for r in iter_records(paths)]
+    picks = browser_picks(flagged)
+    return [r for i, r in enumerate(iter_records(paths)) if i in picks], len(flagged)
 
 
 def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],
-           conversations: list[dict[str, Any]]) -> str:  # fmt: skip
-    """The page as a string. `conversations` as written to conversations.jsonl (plus `model`)."""
-    total = len(conversations)
-    conversations = browser_sample(conversations)
+           conversations: list[dict[str, Any]], total: int) -> str:  # fmt: skip
+    """The page as a string. `conversations`: the browser's sample, as written to conversations.jsonl; `total`:
+    how many the run has."""
     filters = {
         "model": sorted({c["model"] for c in conversations}),
         "category": sorted({c["category"] for c in conversations}),
@@ -79,8 +87,8 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
 
 
 def write_report(path: Path, title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],
-                 conversations: list[dict[str, Any]]) -> Path:  # fmt: skip
+                 conversations: list[dict[str, Any]], total: int) -> Path:  # fmt: skip
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(title, metrics_by_model, meta, conversations), encoding="utf-8")
+    tmp.write_text(render(title, metrics_by_model, meta, conversations, total), encoding="utf-8")
     tmp.replace(path)
     return path
