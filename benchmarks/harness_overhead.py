@@ -7,9 +7,12 @@ follow-up, a judge grading each response) against the same instant fake OpenAI-c
 `start_server`, models `ideal`, `user`, `judge`) over real HTTP, so nearly all the CPU they use is their own:
 
 - CarryOn: `carryon run --target openai-api/ideal --user openai-api/user --judge openai-api/judge --ben-util-mode
-  batched --max-turns 12 --concurrency 16` with `--limit N --sequences K`, the whole command (start-up, rollout,
-  judging, metrics, report). Calls made are counted from the run store's call_log (cached=0); calls CarryOn answered
-  from its own cache (identical requests: the testing target is deterministic) are reported beside them.
+  batched --max-turns 12 --concurrency 16`, the whole command (start-up, rollout, judging, metrics, report), in two
+  shapes. Like for like: `--limit 110 --sequences 1`, each item's upfront baseline and one follow-up sequence, 1,980
+  model calls and none repeated, the same count as the Inspect AI run (the goal is judged on this one). Paper
+  shape: `--limit N --sequences K` (default 20 x 15): an item's sequences share their first turns, so CarryOn
+  answers many requests (identical first turns, and the user and judge calls on them) from its own call cache;
+  their CPU is charged to the calls made. Calls made are counted from the run store's call_log (cached=0).
 - Inspect AI (pinned below, in a venv built once under benchmarks/.venv-inspect): benchmarks/_inspect_task.py, S
   samples × 6 turns × (target + judge + user) = 18 calls a sample, nothing cached, run by `inspect_ai.eval`.
 
@@ -143,10 +146,13 @@ def main() -> None:
     openai_version = subprocess.run([str(VENV_PYTHON), "-c", "import openai; print(openai.__version__)"],
                                     capture_output=True, text=True).stdout.strip()  # fmt: skip
     server, base = start_server()
-    runs: dict[str, list[Run]] = {"carryon": [], "carryon_tiny": [], "inspect": [], "inspect_tiny": []}
+    like = (110, 1)  # 110 items x (upfront + 1 sequence of 3 responses) = 1,980 calls, as many as Inspect AI's run
+    runs: dict[str, list[Run]] = {"carryon": [], "carryon_like": [], "carryon_tiny": [], "inspect": [],
+                                  "inspect_tiny": []}  # fmt: skip
     try:
         for _ in range(args.repeats):  # interleaved, so background load falls on both alike
             runs["carryon_tiny"].append(carryon_run(base, 1, 1))
+            runs["carryon_like"].append(carryon_run(base, *like))
             runs["carryon"].append(carryon_run(base, args.limit, args.sequences))
             runs["inspect_tiny"].append(inspect_run(base, 1, 1))
             runs["inspect"].append(inspect_run(base, args.inspect_samples, 6))
@@ -154,29 +160,32 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
-    co, co_tiny = median_run(runs["carryon"]), median_run(runs["carryon_tiny"])
+    co_tiny, co_like, co = (median_run(runs[k]) for k in ("carryon_tiny", "carryon_like", "carryon"))
     ins, ins_tiny = median_run(runs["inspect"]), median_run(runs["inspect_tiny"])
-    co_marginal, ins_marginal = marginal_ms(co, co_tiny), marginal_ms(ins, ins_tiny)
+    like_marginal, co_marginal = marginal_ms(co_like, co_tiny), marginal_ms(co, co_tiny)
+    ins_marginal = marginal_ms(ins, ins_tiny)
 
     print(f"CarryOn {carryon.__version__} (Python {sys.version.split()[0]}) vs Inspect AI {INSPECT_VERSION} "
           f"(openai {openai_version}); median of {args.repeats} runs each, fake server over HTTP")  # fmt: skip
-    print(f"{'harness':<12} {'run':<24} {'calls made':>10} {'cached':>7} {'CPU s':>7} {'wall s':>7} "
+    print(f"{'harness':<12} {'run':<36} {'calls made':>10} {'cached':>7} {'CPU s':>7} {'wall s':>7} "
           f"{'ms/call raw':>11} {'ms/call marginal':>16}")  # fmt: skip
     rows = [("CarryOn", "--limit 1 --sequences 1", co_tiny, None),
-            ("CarryOn", f"--limit {args.limit} --sequences {args.sequences}", co, co_marginal),
+            ("CarryOn", f"--limit {like[0]} --sequences {like[1]} (like)", co_like, like_marginal),
+            ("CarryOn", f"--limit {args.limit} --sequences {args.sequences} (paper)", co, co_marginal),
             ("Inspect AI", "1 sample x 1 turn", ins_tiny, None),
             ("Inspect AI", f"{args.inspect_samples} samples x 6 turns", ins, ins_marginal)]  # fmt: skip
     for name, shape, run, marginal in rows:
         extra = f"{marginal:>16.2f}" if marginal is not None else f"{'(start-up)':>16}"
-        print(f"{name:<12} {shape:<24} {run.made:>10} {run.cached:>7} {run.cpu_s:>7.2f} {run.wall_s:>7.1f} "
+        print(f"{name:<12} {shape:<36} {run.made:>10} {run.cached:>7} {run.cpu_s:>7.2f} {run.wall_s:>7.1f} "
               f"{run.per_call_ms():>11.2f} {extra}")  # fmt: skip
-    requested = co.made + co.cached
-    print(f"CarryOn per call requested (made + cached, {requested}): {1000 * co.cpu_s / requested:.2f} ms raw")
+    handled = co.made + co.cached - co_tiny.made
+    print(f"paper shape per request handled (made + from cache): "
+          f"{1000 * (co.cpu_s - co_tiny.cpu_s) / handled:.2f} ms marginal")  # fmt: skip
     print(f"fake server's own CPU (not counted above): {server_cpu:.1f} s over {server_seen} requests")
-    ratio = co_marginal / ins_marginal
-    print(f"ratio CarryOn / Inspect AI, CPU per call made: raw {co.per_call_ms() / ins.per_call_ms():.3f}, "
-          f"marginal {ratio:.3f}")  # fmt: skip
-    print(f"goal: CarryOn <= {GOAL} x Inspect AI (marginal) -> {'met' if ratio <= GOAL else 'NOT met'}")
+    ratio, paper_ratio = like_marginal / ins_marginal, co_marginal / ins_marginal
+    print(f"ratio CarryOn / Inspect AI, CPU per call made (marginal): like for like {ratio:.3f}, "
+          f"paper shape {paper_ratio:.3f}")  # fmt: skip
+    print(f"goal: CarryOn <= {GOAL} x Inspect AI (like for like, marginal) -> {'met' if ratio <= GOAL else 'NOT met'}")
 
 
 if __name__ == "__main__":

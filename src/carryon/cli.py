@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from carryon import __version__
+from carryon import __version__, aio
 from carryon.errors import BadInput, CarryOnError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="CarryOn: over-refusal recovery benchmark.")
@@ -242,7 +242,6 @@ def judge_validate(
     out: Annotated[Path, typer.Option(help="folder for the call cache and the result JSON")] = Path("runs/judge-validate"),
 ) -> None:
     """Measure a judge against human labels; print a table and write OUT/validation-<task>-<judge>.json."""
-    import asyncio
 
     from carryon.judge import validate as v
     from carryon.models.registry import ModelPool, parse_model_name
@@ -274,7 +273,7 @@ def judge_validate(
                     return await v.validate(task, rows, pool.client("judge", spec), store, mode=mode,  # type: ignore[arg-type]
                                             concurrency=conc)  # fmt: skip
 
-        result = asyncio.run(go())
+        result = aio.run(go())
     except CarryOnError as error:
         fail(error)
     result.update(data=str(data), limit=limit)

@@ -7,7 +7,6 @@ no model at all.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from carryon import __version__
+from carryon import __version__, aio
 from carryon.calls import CachedCaller
 from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
 from carryon.data.load import builtin_path, load_items
@@ -256,7 +255,7 @@ def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, ti
         store.set_meta("dataset_version", dataset_version)
         plan_run(store, items, config)
         try:
-            outcome = asyncio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
+            outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
         except ModelCallError as error:
             raise CarryOnError(str(error)) from None
         write_outputs(store)

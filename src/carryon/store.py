@@ -1,7 +1,12 @@
 """The run store: one SQLite file (WAL) per run directory holding config, plan, turns, judgements, the model-call
 cache and call log. Every stage reads and writes here, so any stage can stop and resume.
 
-Writes are committed per turn / per judgement, so a kill -9 loses at most the call in flight.
+When writes become durable: a model call's result (the call cache, and its call-log row) is committed the moment
+it arrives, so a kill -9 loses at most the calls in flight and no finished call is ever made again. Everything
+derived from calls (turns, judgements, conversation status, cache-hit log rows) rides in the same transaction and is
+committed with the next call, after at most `COMMIT_INTERVAL_S`, or on close: what a kill -9 loses of it is rebuilt
+on resume from the call cache, without a model call. One commit per model call instead of one per row is what keeps
+the store's cost per call low (docs/performance.md). Setup writes (meta, items, plan, resets) commit at once.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,7 @@ from carryon.models.base import ChatResult, Usage
 
 STORE_FILE = "run.sqlite"
 STORE_SCHEMA = 1
+COMMIT_INTERVAL_S = 0.5
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,6 +61,7 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(_DDL)
         self.db.row_factory = sqlite3.Row
+        self._last_commit = time.monotonic()
 
     def __enter__(self) -> Store:
         return self
@@ -62,7 +70,36 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        self.commit()
         self.db.close()
+
+    # -- transactions -------------------------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Make every write so far durable."""
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+        self._last_commit = time.monotonic()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """A derived write (see the module doc): joins the open transaction, committed with the next call."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        self.db.execute(sql, params)
+        if time.monotonic() - self._last_commit > COMMIT_INTERVAL_S:
+            self.commit()
+
+    @contextmanager
+    def _durable(self) -> Iterator[None]:
+        """Writes committed at once, together with whatever is pending. On an error everything uncommitted is rolled
+        back: the block's writes, and derived writes, which a resume rebuilds from the call cache."""
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.commit()
 
     # -- meta ---------------------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
@@ -70,11 +107,12 @@ class Store:
         return json.loads(row["value"]) if row else None
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+        with self._durable():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
 
     # -- items and plan -----------------------------------------------------------------------------------------
     def add_items(self, items: Iterable[tuple[str, str]]) -> None:
-        with self.db:
+        with self._durable():
             self.db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?)", items)
 
     def item_bodies(self) -> dict[str, dict[str, Any]]:
@@ -82,7 +120,7 @@ class Store:
 
     def add_plan(self, rows: Iterable[tuple[str, str, str, int, list[str]]]) -> None:
         start = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM plan").fetchone()[0]
-        with self.db:
+        with self._durable():
             self.db.executemany(
                 "INSERT OR IGNORE INTO plan (conv_id, item_id, condition, sequence_index, moves, ord) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -100,19 +138,19 @@ class Store:
     # -- turns --------------------------------------------------------------------------------------------------
     def reset_conversation(self, conv_id: str) -> None:
         """Drop the turns of an unfinished conversation; it is replayed (through the call cache) from the start."""
-        with self.db:
+        with self._durable():
             self.db.execute("DELETE FROM turns WHERE conv_id=?", (conv_id,))
             self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
 
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
                  user_fallback: bool = False) -> None:  # fmt: skip
-        self.db.execute(
+        self._write(
             "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),
         )
 
     def finish_conversation(self, conv_id: str, status: str, stop_reason: str) -> None:
-        self.db.execute("UPDATE plan SET status=?, stop_reason=? WHERE conv_id=?", (status, stop_reason, conv_id))
+        self._write("UPDATE plan SET status=?, stop_reason=? WHERE conv_id=?", (status, stop_reason, conv_id))
 
     def turns(self, conv_id: str | None = None) -> list[sqlite3.Row]:
         if conv_id is None:
@@ -141,13 +179,13 @@ class Store:
 
     def add_judgement(self, conv_id: str, idx: int, kind: str, judge: str, prompt: str, score: float | None,
                       value: Any, unscored_reason: str | None, raw: str) -> None:  # fmt: skip
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
         )
 
     def drop_judgements(self) -> None:
-        with self.db:
+        with self._durable():
             self.db.execute("DELETE FROM judgements")
 
     def judgements_of(self, conv_id: str) -> list[sqlite3.Row]:
@@ -191,7 +229,7 @@ class Store:
 
     def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
         now = time.time()
-        with self.db:
+        with self._durable():
             self.db.execute(
                 "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, role, model, result.text, result.finish_reason, result.usage.prompt_tokens,
@@ -203,7 +241,7 @@ class Store:
             )
 
     def log_cache_hit(self, key: str, role: str, model: str) -> None:
-        self.db.execute(
+        self._write(
             "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 1, 0, ?)",
             (key, role, model, time.time()),
         )
@@ -214,7 +252,7 @@ class Store:
         ).fetchall()
 
     def add_limit_history(self, role: str, history: list[tuple[float, int]]) -> None:
-        with self.db:
+        with self._durable():
             self.db.executemany("INSERT INTO limits VALUES (?, ?, ?)", ((role, t, v) for t, v in history))
 
     def integrity_ok(self) -> bool:

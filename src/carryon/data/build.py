@@ -26,6 +26,7 @@ from pydantic import ValidationError
 # The near-duplicate check must match validate_file's exactly, so it uses the same normalisation and threshold.
 from carryon.data.load import NEAR_DUPLICATE_RATIO, normalise_query, builtin_path
 from carryon.data.schema import CATEGORIES, CHECKLIST_MAX, CHECKLIST_MIN, UNSAFE_MAX, UNSAFE_MIN, Item
+from carryon import aio
 from carryon.errors import BadInput, ModelCallError
 from carryon.judge.common import json_objects
 from carryon.models.base import ChatClient, ChatRequest, Message, msgs
@@ -449,7 +450,7 @@ def build_dataset(raw: Path, spec: ModelSpec, out: Path, settings: BuildSettings
     rows = load_raw(raw)
     check_out(out, raw)
     preflight([spec])
-    report = asyncio.run(_build_with_pool(spec, raw, rows, settings, tick))
+    report = aio.run(_build_with_pool(spec, raw, rows, settings, tick))
     if report.items:
         write_items(out, report.items)
     return report

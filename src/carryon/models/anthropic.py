@@ -19,7 +19,7 @@ class AnthropicClient(HttpChatClient):
             "model": self.model,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
-            "messages": [m.model_dump() for m in request.messages if m.role != "system"],
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
         }
         if system:
             payload["system"] = system

@@ -31,11 +31,15 @@ class ChatRequest(BaseModel):
     json_schema: dict[str, Any] | None = None
 
     def cache_key(self, model: str) -> str:
-        """A stable key for the call cache: the model name plus everything that shapes the output."""
-        payload = json.dumps(
-            {"model": model, **self.model_dump(mode="json")}, sort_keys=True, separators=(",", ":")
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()
+        """A stable key for the call cache: the model name plus everything that shapes the output. Each part is
+        hashed length-prefixed (unambiguous, and no JSON encoding of the whole conversation on every call)."""
+        digest = hashlib.sha256(b"carryon-call-v2")
+        settings = json.dumps([self.max_tokens, self.temperature, self.seed, self.json_schema], sort_keys=True)
+        for part in (model, *(text for m in self.messages for text in (m.role, m.content)), settings):
+            data = part.encode()
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+        return digest.hexdigest()
 
 
 class Usage(BaseModel):

@@ -85,7 +85,8 @@ class HttpChatClient:
                     last = TransientError(f"{what}: {type(error).__name__}")
                 else:
                     self.limiter.on_success()
-                    return result.model_copy(update={"latency_s": time.perf_counter() - started})
+                    result.latency_s = time.perf_counter() - started
+                    return result
             if last.overload:
                 self.limiter.on_overload()
             self.retries += 1
