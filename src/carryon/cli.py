@@ -263,7 +263,9 @@ def judge_validate(
             rows = v.load_gold(data)
         else:
             rows = v.load_xstest(data, unsafe_only=task == "harm")
-        rows = v.stratified_sample(rows, limit)
+        if task == "harm":  # compliance vs refusal, in equal numbers
+            rows = [r for r in rows if r.label != "3_partial_refusal"]
+        rows = v.stratified_sample(rows, limit, balanced=task == "harm")
         prepare_out(out, force_new=False)
 
         async def go() -> dict[str, Any]:

@@ -3,9 +3,9 @@ cache and call log. Every stage reads and writes here, so any stage can stop and
 
 When writes become durable: a model call's result (the call cache, and its call-log row) is committed the moment
 it arrives, so a kill -9 loses at most the calls in flight and no finished call is ever made again. Everything
-derived from calls (turns, judgements, conversation status, cache-hit log rows) rides in the same transaction and is
-committed with the next call, after at most `COMMIT_INTERVAL_S`, or on close: what a kill -9 loses of it is rebuilt
-on resume from the call cache, without a model call. One commit per model call instead of one per row is what keeps
+derived from calls (turns, judgements, conversation status, cache-hit log rows) joins the open transaction and is
+committed with the next model call, by the first write after `COMMIT_INTERVAL_S`, or on close: what a kill -9 loses
+of it is rebuilt on resume from the call cache, without a model call. One commit per model call instead of one per row is what keeps
 the store's cost per call low (docs/performance.md). Setup writes (meta, items, plan, resets) commit at once.
 """
 

@@ -100,6 +100,12 @@ def test_filters_narrow_the_conversation_browser(browser: Any, comparison: Path)
     first = visible.first
     first.locator("summary").click()
     assert first.locator(".turn").first.is_visible()
+    # the unsafe model's harmful turns show which unsafe-content descriptions the judge found handed over
+    page.select_option('select[data-filter="model"]', "testing/unsafe")
+    provided = page.locator('details.conv:visible .judge span.provided')
+    assert provided.count() > 0
+    assert provided.first.get_attribute("title").startswith("unsafe content: ")
+    assert page.locator('details.conv[data-model="testing/always-refuse"] .judge span.provided').count() == 0
     assert errors == []
 
 
@@ -130,5 +136,5 @@ def test_compare_reports_item_paired_differences(comparison: Path) -> None:
     ideal = paired["vs_baseline"]["testing/ideal"]["ben_util"]
     assert ideal["mean"] > 0 and ideal["ci_low"] <= ideal["mean"] <= ideal["ci_high"]
     unsafe_harm = paired["vs_baseline"]["testing/unsafe"]["harm"]
-    assert unsafe_harm["mean"] == 1.0  # always-refuse is harmless, unsafe's final answers are all rated 4/4
+    assert unsafe_harm["mean"] == 1.0  # always-refuse is harmless; unsafe hands over every unsafe-content item
     assert set(metrics["harm_convergence"][0]) >= {"turn", "spread", "std", "models"}

@@ -1,4 +1,4 @@
-"""Judges: Ben-Util (per checklist item), harm (0-4 rubric) and response type, per response.
+"""Judges: Ben-Util (per checklist item), harm (per unsafe-content description) and response type, per response.
 
 Every judgement records the judge model, prompt name + version and the raw output; output that cannot be parsed
 after one stricter retry is stored unscored with a reason, never as a 0.

@@ -7,24 +7,18 @@ is unscored with a reason; its per-item verdicts are kept, so cumulative and nov
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from carryon.calls import CachedCaller
 from carryon.judge.common import Verdict, ask, render_context
+from carryon.judge.items import PROMPT, ItemVerdict, item_ids, judge_items, share_met
 from carryon.judge.prompts import load_prompt
 from carryon.models.base import ChatClient, Message
 
 Mode = Literal["per-item", "batched"]
-
-
-class ItemVerdict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    met: bool
-    reason: str = Field(default="", max_length=400)
 
 
 class BatchedEntry(ItemVerdict):
@@ -36,40 +30,17 @@ class BatchedVerdict(BaseModel):
 
 
 def checklist_ids(checklist: Sequence[str]) -> list[str]:
-    return [f"c{i}" for i in range(1, len(checklist) + 1)]
+    return item_ids(checklist, "c")
 
 
 def prompt_ref(mode: Mode) -> str:
-    return load_prompt("ben_util_item" if mode == "per-item" else "ben_util_batched").ref
-
-
-def _from_items(per_item: dict[str, dict[str, object]], n: int, raw: str) -> Verdict:
-    missing = [cid for cid, v in per_item.items() if v.get("met") is None]
-    if missing:
-        return Verdict(None, {"items": per_item}, f"no verdict for checklist item(s) {', '.join(missing)}", raw)
-    met = sum(1 for v in per_item.values() if v["met"])
-    return Verdict(met / n, {"items": per_item}, None, raw)
+    return load_prompt(PROMPT if mode == "per-item" else "ben_util_batched").ref
 
 
 async def judge_per_item(
     caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
-    prompt = load_prompt("ben_util_item")
-    context = render_context(history)
-
-    async def one(text: str) -> tuple[ItemVerdict | None, str, str | None]:
-        user = prompt.render_user(context=context, response=response, item=text)
-        return await ask(caller, client, prompt, user, ItemVerdict, max_tokens=80)
-
-    results = await asyncio.gather(*(one(text) for text in checklist))
-    per_item: dict[str, dict[str, object]] = {}
-    raws = []
-    for cid, (parsed, raw, reason) in zip(checklist_ids(checklist), results, strict=True):
-        raws.append(f"[{cid}] {raw}")
-        per_item[cid] = (
-            {"met": parsed.met, "reason": parsed.reason} if parsed else {"met": None, "unscored_reason": reason}
-        )
-    return _from_items(per_item, len(checklist), "\n".join(raws))
+    return await judge_items(caller, client, checklist, "c", history, response)
 
 
 async def judge_batched(
@@ -91,7 +62,7 @@ async def judge_batched(
     if parsed is None:
         return Verdict(None, {}, reason, raw)
     by_id = {e.id: {"met": e.met, "reason": e.reason} for e in parsed.items if e.id in ids}
-    return _from_items({i: by_id[i] for i in ids}, len(ids), raw)
+    return share_met({i: by_id[i] for i in ids}, raw)
 
 
 async def judge_ben_util(

@@ -33,8 +33,10 @@ class Verdict:
 
 
 def json_objects(text: str) -> list[Any]:
-    """Every top-level JSON object embedded in `text`, in order."""
-    decoder = json.JSONDecoder()
+    """Every top-level JSON object embedded in `text`, in order. Raw control characters inside strings are accepted
+    (`strict=False`): llama.cpp's JSON grammar lets a model put a bare newline in a "reason", which strict JSON
+    rejects — it made 2 of 30 judgements of the bundled-model demo unscored."""
+    decoder = json.JSONDecoder(strict=False)
     found, pos = [], 0
     while (start := text.find("{", pos)) != -1:
         try:

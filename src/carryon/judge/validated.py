@@ -8,15 +8,15 @@ from typing import Any
 # judge model -> {prompt ref it was measured with, figures}; update with `carryon judge validate` results.
 VALIDATED: dict[str, dict[str, Any]] = {
     "local/qwen2.5-coder-1.5b": {
-        "measured_with": "judge_system@2",
-        "harm_auroc": 0.53,
-        "response_type_accuracy": 0.65,
-        "response_type_kappa": 0.36,
-        "ben_util_accuracy": 0.84,
-        "ben_util_kappa": 0.69,
-        "verdict": "its Ben-Util verdicts agree fairly with human labels, but its harm scores are at chance level and its "
-        "response types are rough; treat harm and response-type figures as illustrative and use a stronger judge "
-        "(or a panel) for results",
+        "measured_with": "judge_system@3",
+        "harm_auroc": 0.81,
+        "response_type_accuracy": 0.67,
+        "response_type_kappa": 0.39,
+        "ben_util_accuracy": 0.91,
+        "ben_util_kappa": 0.82,
+        "verdict": "its Ben-Util verdicts agree well with human labels; its harm verdicts separate harmful answers from "
+        "refusals but flag a third of refusals that discuss the topic, so harm runs high; its response types are rough. "
+        "Treat harm and response-type figures as indicative and use a stronger judge (or a panel) for results",
     },
 }
 

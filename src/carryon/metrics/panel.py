@@ -1,6 +1,6 @@
 """Agreement within a judge panel (`--judge a,b,c`): Krippendorff's α per kind of decision, over every response the
-panel judged. Ben-Util units are (response, checklist item) met decisions (nominal), harm units the 0-4 rubric
-scores (interval), response-type units the six classes (nominal)."""
+panel judged. Ben-Util units are (response, checklist item) met decisions, harm units (response, unsafe-content item)
+provided decisions, response-type units the six classes; all nominal."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ class PanelAgreement:
         if len(self.judges) < 2:
             return
         verdicts = [r.per_judge.get(j, {}) for j in self.judges]
-        ids = sorted({cid for v in verdicts for cid in _value(v, "ben_util").get("items", {})})
-        for cid in ids:
-            self.items.append([(_value(v, "ben_util").get("items", {}).get(cid) or {}).get("met") for v in verdicts])
-        self.harm.append([_value(v, "harm").get("rubric") for v in verdicts])
+        for kind, units in (("ben_util", self.items), ("harm", self.harm)):
+            ids = sorted({iid for v in verdicts for iid in _value(v, kind).get("items", {})})
+            for iid in ids:
+                units.append([(_value(v, kind).get("items", {}).get(iid) or {}).get("met") for v in verdicts])
         self.types.append([_value(v, "response_type").get("type") for v in verdicts])
 
     def result(self) -> dict[str, Any] | None:
@@ -39,7 +39,7 @@ class PanelAgreement:
         return {
             "judges": self.judges,
             "alpha_ben_util_items": krippendorff_alpha(self.items),
-            "alpha_harm": krippendorff_alpha(self.harm, level="interval"),
+            "alpha_harm_items": krippendorff_alpha(self.harm),
             "alpha_response_type": krippendorff_alpha(self.types),
         }
 

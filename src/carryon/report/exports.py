@@ -28,6 +28,7 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
         "stop_reason": first.stop_reason,
         "failure_modes": modes,
         "checklist": {f"c{i}": text for i, text in enumerate(item["checklist"], start=1)},
+        "unsafe_content": {f"u{i}": text for i, text in enumerate(item["unsafe_content"], start=1)},
         "turns": [
             {
                 "idx": r.idx,
@@ -37,6 +38,7 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
                 "ben_util": r.ben_util,
                 "items_met": r.items_met,
                 "harm": r.harm,
+                "unsafe_met": r.unsafe_met,
                 "response_type": r.rtype,
                 "unscored": r.unscored,
                 "judgements": r.per_judge,
@@ -51,7 +53,7 @@ TURN_COLUMNS = {
     "sequence_index": "int64", "moves": "string", "stop_reason": "string", "failure_modes": "string",
     "idx": "int64", "move": "string", "user": "string", "response": "string", "ben_util": "float64",
     "cumulative_util": "float64", "novel_util": "float64", "harm": "float64", "response_type": "string",
-    "items_met": "string", "unscored": "string",
+    "items_met": "string", "unsafe_met": "string", "unscored": "string",
 }  # fmt: skip
 
 
@@ -90,7 +92,8 @@ class ConversationExport:
             row = {
                 **shared, "idx": r.idx, "move": r.move, "user": r.user_text, "response": r.text,
                 "ben_util": r.ben_util, "cumulative_util": cum, "novel_util": nov, "harm": r.harm,
-                "response_type": r.rtype, "items_met": json.dumps(r.items_met), "unscored": json.dumps(r.unscored),
+                "response_type": r.rtype, "items_met": json.dumps(r.items_met), "unsafe_met": json.dumps(r.unsafe_met),
+                "unscored": json.dumps(r.unscored),
             }  # fmt: skip
             for name, value in row.items():
                 self._rows[name].append(value)

@@ -1,9 +1,10 @@
 """Versioned judge prompts.
 
-`judge_system.txt` holds the one system prompt every judge call shares (all rubrics and examples); each task file
-(`ben_util_item`, `ben_util_batched`, `harm`, `response_type`) holds a user template that starts with the same
+`judge_system.txt` holds the one system prompt every judge call shares (all tasks and examples); each task file
+(`ben_util_item`, `ben_util_batched`, `response_type`) holds a user template that starts with the same
 conversation + response block and ends with its task. Sharing that prefix lets a local llama.cpp judge reuse its KV
-cache across all the judgements of one response (measured in docs/judges.md).
+cache across all the judgements of one response (measured in docs/judges.md). Harm asks `ben_util_item`'s question
+of each of the item's unsafe-content descriptions (judge/harm.py).
 
 Each file starts with `version: N`; `versions.lock.json` pins each version's hash, so an edit without a version bump
 fails the test-suite.
