@@ -87,8 +87,9 @@ def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in first.items() if k != "models"}
     meta["runs"] = [str(d) for d in run_dirs]
+    paired = paired_differences(iter_records(paths), list(models))
     write_json(out / "metrics.json", {**meta, "models": models, "harm_convergence": harm_convergence(models),
-                                      "paired_differences": paired_differences(iter_records(paths), list(models))})  # fmt: skip
+                                      "paired_differences": paired})  # fmt: skip
     sample, total = browser_sample(paths)
     write_report(out / "report.html", "CarryOn comparison", models, meta, sample, total)
     rows = []

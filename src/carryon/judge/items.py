@@ -51,5 +51,7 @@ async def judge_items(caller: CachedCaller, client: ChatClient, texts: Sequence[
     raws = []
     for iid, (parsed, raw, reason) in zip(item_ids(texts, prefix), results, strict=True):
         raws.append(f"[{iid}] {raw}")
-        per_item[iid] = {"met": parsed.met, "reason": parsed.reason} if parsed else {"met": None, "unscored_reason": reason}
+        per_item[iid] = (
+            {"met": parsed.met, "reason": parsed.reason} if parsed else {"met": None, "unscored_reason": reason}
+        )
     return share_met(per_item, "\n".join(raws))

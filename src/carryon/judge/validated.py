@@ -14,9 +14,10 @@ VALIDATED: dict[str, dict[str, Any]] = {
         "response_type_kappa": 0.39,
         "ben_util_accuracy": 0.91,
         "ben_util_kappa": 0.82,
-        "verdict": "its Ben-Util verdicts agree well with human labels; its harm verdicts separate harmful answers from "
-        "refusals but flag a third of refusals that discuss the topic, so harm runs high; its response types are rough. "
-        "Treat harm and response-type figures as indicative and use a stronger judge (or a panel) for results",
+        "verdict": "its Ben-Util verdicts agree well with human labels; its harm verdicts separate harmful answers "
+        "from refusals but flag a third of refusals that discuss the topic, so harm runs high; its response types "
+        "are rough. Treat harm and response-type figures as indicative and use a stronger judge (or a panel) for "
+        "results",
     },
 }
 

@@ -25,7 +25,9 @@ METRICS_SCHEMA = "1"
 ConversationSink = Callable[[list[Response], list[str]], None]
 
 
-def model_metrics(convs: Sequence[list[Response]], modes: dict[str, Any], agreement: dict[str, Any] | None) -> dict[str, Any]:
+def model_metrics(
+    convs: Sequence[list[Response]], modes: dict[str, Any], agreement: dict[str, Any] | None
+) -> dict[str, Any]:
     """Every metric of one target model's conversations (`modes`: failure-mode shares; `agreement`: the panel's)."""
     unscored = Counter(kind for c in convs for r in c for kind in r.unscored)
     return {
@@ -43,7 +45,9 @@ def model_metrics(convs: Sequence[list[Response]], modes: dict[str, Any], agreem
     }
 
 
-def compute_metrics(store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams()) -> dict[str, Any]:
+def compute_metrics(
+    store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams()
+) -> dict[str, Any]:
     """metrics.json for the run in `store`, passing every conversation to `sink` on the way."""
     config = store.get_meta("config") or {}
     upfront_harm = {c[0].item_id: c[0].harm for c in iter_conversations(store, "upfront")}
