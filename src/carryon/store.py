@@ -5,8 +5,9 @@ When writes become durable: a model call's result (the call cache, and its call-
 it arrives, so a kill -9 loses at most the calls in flight and no finished call is ever made again. Everything
 derived from calls (turns, judgements, conversation status, cache-hit log rows) joins the open transaction and is
 committed with the next model call, by the first write after `COMMIT_INTERVAL_S`, or on close: what a kill -9 loses
-of it is rebuilt on resume from the call cache, without a model call. One commit per model call instead of one per row is what keeps
-the store's cost per call low (docs/performance.md). Setup writes (meta, items, plan, resets) commit at once.
+of it is rebuilt on resume from the call cache, without a model call. One commit per model call instead of one per
+row is what keeps the store's cost per call low (docs/performance.md). Setup writes (meta, items, plan, resets)
+commit at once.
 """
 
 from __future__ import annotations
@@ -119,13 +120,17 @@ class Store:
         return {r["item_id"]: json.loads(r["body"]) for r in self.db.execute("SELECT * FROM items")}
 
     def add_plan(self, rows: Iterable[tuple[str, str, str, int, list[str]]]) -> None:
-        start = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM plan").fetchone()[0]
+        start = self._plan_end()
         with self._durable():
             self.db.executemany(
                 "INSERT OR IGNORE INTO plan (conv_id, item_id, condition, sequence_index, moves, ord) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 ((c, i, cond, s, json.dumps(m), start + n) for n, (c, i, cond, s, m) in enumerate(rows)),
             )
+
+    def _plan_end(self) -> int:
+        """One past the highest plan position."""
+        return int(self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM plan").fetchone()[0])
 
     def plan(self, status: str | None = None) -> list[sqlite3.Row]:
         if status is None:
@@ -166,17 +171,10 @@ class Store:
             "SELECT t.*, p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason FROM plan p "
             f"JOIN turns t USING (conv_id) WHERE {where} ORDER BY p.ord, t.idx"
         )
-        end = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM plan").fetchone()[0]
-        for start in range(0, end, chunk):
+        for start in range(0, self._plan_end(), chunk):
             yield from self.db.execute(sql, (start, start + chunk, *([condition] if condition else []))).fetchall()
 
     # -- judgements ---------------------------------------------------------------------------------------------
-    def has_judgement(self, conv_id: str, idx: int, kind: str, judge: str) -> bool:
-        row = self.db.execute(
-            "SELECT 1 FROM judgements WHERE conv_id=? AND idx=? AND kind=? AND judge=?", (conv_id, idx, kind, judge)
-        ).fetchone()
-        return row is not None
-
     def add_judgement(self, conv_id: str, idx: int, kind: str, judge: str, prompt: str, score: float | None,
                       value: Any, unscored_reason: str | None, raw: str) -> None:  # fmt: skip
         self._write(
@@ -213,9 +211,6 @@ class Store:
 
     def judges(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT judge FROM judgements ORDER BY judge")]
-
-    def judgement_keys(self) -> set[tuple[str, int, str, str]]:
-        return {(r[0], r[1], r[2], r[3]) for r in self.db.execute("SELECT conv_id, idx, kind, judge FROM judgements")}
 
     # -- model-call cache and log -------------------------------------------------------------------------------
     def cached_call(self, key: str) -> ChatResult | None:

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 # The near-duplicate check must match validate_file's exactly, so it uses the same normalisation and threshold.
-from carryon.data.load import NEAR_DUPLICATE_RATIO, normalise_query, builtin_path
+from carryon.data.load import NEAR_DUPLICATE_RATIO, builtin_path, field_problems, normalise_query
 from carryon.data.schema import CATEGORIES, CHECKLIST_MAX, CHECKLIST_MIN, UNSAFE_MAX, UNSAFE_MIN, Item
 from carryon import aio
 from carryon.errors import BadInput, ModelCallError
@@ -319,15 +319,6 @@ def generation_schema(exclude: set[str]) -> dict[str, Any]:
     return schema
 
 
-def describe(error: ValidationError) -> str:
-    """A validation error as `field: problem; …`, worded as validate_file words it."""
-    parts = []
-    for err in error.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "item"
-        parts.append(f"{loc}: {'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}")
-    return "; ".join(parts)
-
-
 def parse_item(text: str, fixed: dict[str, Any]) -> tuple[Item | None, str]:
     """The last JSON object in `text`, with the `fixed` fields laid over it, as an Item; else (None, the problem)."""
     objects = json_objects(text)
@@ -336,7 +327,7 @@ def parse_item(text: str, fixed: dict[str, Any]) -> tuple[Item | None, str]:
     try:
         return Item.model_validate({**objects[-1], **fixed}), ""
     except ValidationError as error:
-        return None, describe(error)
+        return None, "; ".join(field_problems(error))  # worded as validate_file words it
 
 
 # -- building -----------------------------------------------------------------------------------------------------

@@ -69,6 +69,15 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
     return rows
 
 
+def field_problems(error: ValidationError) -> list[str]:
+    """An item's validation errors as `field: problem`, one each (the wording of every dataset error message)."""
+    return [
+        f"{'.'.join(str(p) for p in err['loc']) or 'item'}: "
+        f"{'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}"
+        for err in error.errors()
+    ]
+
+
 def normalise_query(query: str) -> str:
     """Lower-case, punctuation stripped: the form near-duplicate checks compare."""
     return re.sub(r"[^a-z0-9 ]", "", query.lower())
@@ -94,10 +103,7 @@ def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetR
         try:
             item = Item.model_validate(obj)
         except ValidationError as error:
-            for err in error.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "item"
-                msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-                report.problems.append(f"{where}: {loc}: {msg}")
+            report.problems.extend(f"{where}: {problem}" for problem in field_problems(error))
             continue
         if item.id in seen_ids:
             report.problems.append(f"{where}: id: duplicate id {item.id!r} (first on line {seen_ids[item.id]})")

@@ -7,6 +7,7 @@ malformed dataset line fails loudly instead of shifting scores quietly.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -58,7 +59,8 @@ class Clarifications(BaseModel):
 
 
 class ChecklistItem(BaseModel):
-    """One atomic benign information item, checkable yes/no from a single response."""
+    """One atomic entry of an item's checklist (benign information) or unsafe-content list, checkable yes/no from a
+    single response, with its stable id."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,7 +100,8 @@ class Item(BaseModel):
             raise ValueError("checklist repeats an item")
         return value
 
-    @property
-    def checklist_items(self) -> list[ChecklistItem]:
-        """The checklist with stable ids `c1`, `c2`, … in authored order."""
-        return [ChecklistItem(id=f"c{i}", text=t) for i, t in enumerate(self.checklist, start=1)]
+
+def numbered(texts: Sequence[str], prefix: str) -> list[ChecklistItem]:
+    """Stable ids in authored order: `c1`, `c2`, … for a checklist, `u1`, `u2`, … for unsafe content. The one place
+    the ids are made: judges store verdicts under them and the exports name the texts by them."""
+    return [ChecklistItem(id=f"{prefix}{i}", text=t) for i, t in enumerate(texts, start=1)]

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from carryon.calls import CachedCaller
 from carryon.judge.common import Verdict, ask, render_context
-from carryon.judge.items import PROMPT, ItemVerdict, item_ids, judge_items, share_met
+from carryon.data.schema import numbered
+from carryon.judge.items import PROMPT, ItemVerdict, judge_items, share_met
 from carryon.judge.prompts import load_prompt
 from carryon.models.base import ChatClient, Message
 
@@ -27,10 +28,6 @@ class BatchedEntry(ItemVerdict):
 
 class BatchedVerdict(BaseModel):
     items: list[BatchedEntry]
-
-
-def checklist_ids(checklist: Sequence[str]) -> list[str]:
-    return item_ids(checklist, "c")
 
 
 def prompt_ref(mode: Mode) -> str:
@@ -47,8 +44,9 @@ async def judge_batched(
     caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     prompt = load_prompt("ben_util_batched")
-    ids = checklist_ids(checklist)
-    items_text = "\n".join(f"{cid}: {text}" for cid, text in zip(ids, checklist))
+    entries = numbered(checklist, "c")
+    ids = [e.id for e in entries]
+    items_text = "\n".join(f"{e.id}: {e.text}" for e in entries)
     user = prompt.render_user(context=render_context(history), response=response, items=items_text)
 
     def complete(parsed: BatchedVerdict) -> None:

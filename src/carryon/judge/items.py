@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from carryon.calls import CachedCaller
+from carryon.data.schema import numbered
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.prompts import load_prompt
 from carryon.models.base import ChatClient, Message
@@ -21,10 +22,6 @@ class ItemVerdict(BaseModel):
     model_config = ConfigDict(extra="ignore")
     met: bool
     reason: str = Field(default="", max_length=400)
-
-
-def item_ids(texts: Sequence[str], prefix: str) -> list[str]:
-    return [f"{prefix}{i}" for i in range(1, len(texts) + 1)]
 
 
 def share_met(per_item: dict[str, dict[str, object]], raw: str) -> Verdict:
@@ -46,12 +43,13 @@ async def judge_items(caller: CachedCaller, client: ChatClient, texts: Sequence[
         user = prompt.render_user(context=context, response=response, item=text)
         return await ask(caller, client, prompt, user, ItemVerdict, max_tokens=80)
 
-    results = await asyncio.gather(*(one(text) for text in texts))
+    entries = numbered(texts, prefix)
+    results = await asyncio.gather(*(one(e.text) for e in entries))
     per_item: dict[str, dict[str, object]] = {}
     raws = []
-    for iid, (parsed, raw, reason) in zip(item_ids(texts, prefix), results, strict=True):
-        raws.append(f"[{iid}] {raw}")
-        per_item[iid] = (
+    for entry, (parsed, raw, reason) in zip(entries, results, strict=True):
+        raws.append(f"[{entry.id}] {raw}")
+        per_item[entry.id] = (
             {"met": parsed.met, "reason": parsed.reason} if parsed else {"met": None, "unscored_reason": reason}
         )
     return share_met(per_item, "\n".join(raws))

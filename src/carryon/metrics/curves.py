@@ -10,36 +10,30 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from carryon.metrics.stats import summarize
 from carryon.metrics.table import Response, multi_turn
 
 
-def cumulative_and_novel_from_items(
-    verdicts: Sequence[Mapping[str, bool | None]],
-) -> list[tuple[float | None, float | None]]:
-    """(cumulative, novel) utility per response, from each response's per-item verdicts; None once any is undecided."""
+def cumulative_and_novel(conv: list[Response]) -> list[tuple[float | None, float | None]]:
+    """(cumulative, novel) utility per response of one conversation, from each response's per-item verdicts; None
+    once any item is undecided."""
     seen: set[str] = set()
     out: list[tuple[float | None, float | None]] = []
     broken = False
-    for items_met in verdicts:
-        if broken or not items_met or any(v is None for v in items_met.values()):
+    for r in conv:
+        if broken or not r.items_met or any(v is None for v in r.items_met.values()):
             broken = True
             out.append((None, None))
             continue
-        met = {cid for cid, v in items_met.items() if v}
+        met = {cid for cid, v in r.items_met.items() if v}
         novel = met - seen
         seen |= met
-        n = len(items_met)
+        n = len(r.items_met)
         out.append((len(seen) / n, len(novel) / n))
     return out
-
-
-def cumulative_and_novel(conv: list[Response]) -> list[tuple[float | None, float | None]]:
-    """(cumulative, novel) utility per response of one conversation."""
-    return cumulative_and_novel_from_items([r.items_met for r in conv])
 
 
 def condition_summaries(convs: Sequence[list[Response]]) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from carryon.metrics.curves import REFUSAL_TYPES
 from carryon.metrics.stats import ratio_of_means, summarize
 from carryon.metrics.table import Response, multi_turn
 from carryon.simulate.moves import Move
@@ -76,17 +77,15 @@ def type_transitions(convs: Sequence[list[Response]]) -> dict[str, int]:
 def harm_by_start(convs: Sequence[list[Response]]) -> dict[str, list[dict[str, Any]]]:
     """Harm per turn for conversations that opened with a refusal (either kind) vs the rest: do cautious and
     compliant starts converge to similar harm?"""
-    from carryon.metrics.curves import REFUSAL_TYPES
-
     groups: dict[str, list[list[Response]]] = {"refusal_start": [], "other_start": []}
     for c in multi_turn(convs):
         if c[0].rtype is not None:
             groups["refusal_start" if c[0].rtype in REFUSAL_TYPES else "other_start"].append(c)
     out: dict[str, list[dict[str, Any]]] = {}
-    for name, convs in groups.items():
-        depth = max((len(c) for c in convs), default=0)
+    for name, group in groups.items():
+        depth = max((len(c) for c in group), default=0)
         out[name] = [
-            {"turn": k + 1, "harm": summarize([(c[k].item_id, c[k].harm) for c in convs if len(c) > k])}
+            {"turn": k + 1, "harm": summarize([(c[k].item_id, c[k].harm) for c in group if len(c) > k])}
             for k in range(depth)
         ]
     return out

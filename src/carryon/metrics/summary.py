@@ -50,6 +50,7 @@ def compute_metrics(
 ) -> dict[str, Any]:
     """metrics.json for the run in `store`, passing every conversation to `sink` on the way."""
     config = store.get_meta("config") or {}
+    # unsafe recovery compares with the item's upfront harm: read those (one short conversation per item) first
     upfront_harm = {c[0].item_id: c[0].harm for c in iter_conversations(store, "upfront")}
     panel = PanelAgreement(store.judges())
     kept: list[list[Response]] = []

@@ -76,7 +76,8 @@ def _merge(resp: Response, rows: list[Any]) -> None:
         else:  # runs judged before judge_system@3 stored one 0-4 rubric score per judge (scaled to [0, 1])
             scores = [row["score"] for row, _ in harm if row["score"] is not None]
             resp.harm = float(statistics.median(scores)) if scores else None
-            reason = None if scores else next((r["unscored_reason"] for r, _ in harm if r["unscored_reason"]), "unscored")
+            reasons = (r["unscored_reason"] for r, _ in harm if r["unscored_reason"])
+            reason = None if scores else next(reasons, "unscored")
         if reason:
             resp.unscored["harm"] = reason
     if types := by_kind.get("response_type"):

@@ -19,7 +19,6 @@ from carryon.models.base import ChatRequest, ChatResult
 from carryon.models.limits import AdaptiveLimiter
 from carryon.models.retry import RetryPolicy, TransientError, check_status, sleep_before_retry
 
-
 _JSON = {"Content-Type": "application/json"}
 
 

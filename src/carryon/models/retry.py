@@ -61,6 +61,5 @@ def check_status(status: int, retry_after: str | None, body: bytes, what: str) -
     raise ModelCallError(f"{what}: HTTP {status}{hint.get(status, '')}: {snippet}", permanent=True)
 
 
-
 async def sleep_before_retry(policy: RetryPolicy, attempt: int, error: TransientError) -> None:
     await asyncio.sleep(policy.delay(attempt, error.retry_after))

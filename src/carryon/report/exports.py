@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from carryon.data.schema import numbered
 from carryon.metrics.curves import cumulative_and_novel
 from carryon.metrics.table import Response
 
@@ -27,8 +28,8 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
         "moves": list(first.moves),
         "stop_reason": first.stop_reason,
         "failure_modes": modes,
-        "checklist": {f"c{i}": text for i, text in enumerate(item["checklist"], start=1)},
-        "unsafe_content": {f"u{i}": text for i, text in enumerate(item["unsafe_content"], start=1)},
+        "checklist": {e.id: e.text for e in numbered(item["checklist"], "c")},
+        "unsafe_content": {e.id: e.text for e in numbered(item["unsafe_content"], "u")},
         "turns": [
             {
                 "idx": r.idx,
@@ -92,8 +93,8 @@ class ConversationExport:
             row = {
                 **shared, "idx": r.idx, "move": r.move, "user": r.user_text, "response": r.text,
                 "ben_util": r.ben_util, "cumulative_util": cum, "novel_util": nov, "harm": r.harm,
-                "response_type": r.rtype, "items_met": json.dumps(r.items_met), "unsafe_met": json.dumps(r.unsafe_met),
-                "unscored": json.dumps(r.unscored),
+                "response_type": r.rtype, "items_met": json.dumps(r.items_met),
+                "unsafe_met": json.dumps(r.unsafe_met), "unscored": json.dumps(r.unscored),
             }  # fmt: skip
             for name, value in row.items():
                 self._rows[name].append(value)
