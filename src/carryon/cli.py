@@ -171,15 +171,22 @@ def _dataset_summary(report: Any) -> Table:
 
 
 @dataset_app.command("validate")
-def dataset_validate(path: Annotated[Path, typer.Argument(help="dataset jsonl or csv")]) -> None:
-    """Check every line; print each problem as file:line: field: problem (exit 2), else a summary."""
+def dataset_validate(
+    path: Annotated[Path, typer.Argument(help="dataset jsonl or csv")],
+    strict: Annotated[bool, typer.Option("--strict", help="warnings (items sharing checklist entries) fail too")] = False,
+) -> None:
+    """Check every line; print each problem as file:line: field: problem (exit 2), else a summary. Warnings are
+    printed too, and fail the check with --strict."""
     from carryon.data.load import validate_file
 
     report = validate_file(path)
-    if report.problems:
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+    if report.problems or (strict and report.warnings):
         for problem in report.problems:
             console.print(problem, highlight=False, markup=False, soft_wrap=True)
-        console.print(f"{len(report.problems)} problem(s) in {path}", highlight=False)
+        console.print(f"{len(report.problems)} problem(s), {len(report.warnings)} warning(s) in {path}",
+                      highlight=False, markup=False)
         raise typer.Exit(2)
     out_console.print(_dataset_summary(report))
 

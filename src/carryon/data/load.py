@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from carryon.data.schema import Item
+from carryon.data.duplicates import duplicate_pairs
+from carryon.data.schema import Item, v2_problems
 from carryon.errors import BadInput
 from carryon.text import similar_at_least
 
@@ -31,6 +32,7 @@ class DatasetReport:
     path: str
     items: list[Item] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +86,8 @@ def normalise_query(query: str) -> str:
 
 
 def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetReport:
-    """Check every line of a dataset file; collect items and all problems (near-duplicate queries: O(n²), optional)."""
+    """Check every line of a dataset file; collect items and all problems. `near_duplicates` adds the cross-item
+    checks: near-duplicate queries (an error) and items sharing checklist entries (a warning)."""
     path = Path(path)
     report = DatasetReport(str(path))
     if not path.is_file():
@@ -105,6 +108,10 @@ def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetR
         except ValidationError as error:
             report.problems.extend(f"{where}: {problem}" for problem in field_problems(error))
             continue
+        rule_problems = v2_problems(item)
+        if rule_problems:
+            report.problems.extend(f"{where}: {problem} (item {item.id})" for problem in rule_problems)
+            continue
         if item.id in seen_ids:
             report.problems.append(f"{where}: id: duplicate id {item.id!r} (first on line {seen_ids[item.id]})")
             continue
@@ -117,6 +124,12 @@ def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetR
                     break
             queries.append((n, norm))
         report.items.append(item)
+    if near_duplicates:
+        lines = {item_id: n for item_id, n in seen_ids.items()}
+        report.warnings.extend(
+            f"{path}:{lines[pair.second]}: checklist: {pair.message()} (first on line {lines[pair.first]})"
+            for pair in duplicate_pairs(report.items)
+        )
     if not report.items and not report.problems:
         report.problems.append(f"{path}: dataset: no items (the file is empty)")
     return report
