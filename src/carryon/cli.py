@@ -202,6 +202,80 @@ def dataset_stats(path: Annotated[Path, typer.Argument(help="dataset jsonl or cs
     out_console.print(_dataset_summary(report))
 
 
+@dataset_app.command("calibrate")
+def dataset_calibrate(
+    dataset: Annotated[Optional[Path], typer.Argument(help="dataset jsonl or csv (default: the built-in dataset)")] = None,
+    target: Annotated[Optional[list[str]], typer.Option(help="a target model, provider/model; repeat for several")] = None,
+    judge: Annotated[str, typer.Option(help="response-type judge, provider/model")] = "local/qwen2.5-coder-1.5b",
+    no_judge: Annotated[bool, typer.Option("--no-judge", help="classify refusals with the keyword rule instead")] = False,
+    base_url: Annotated[Optional[str], typer.Option(help="base URL for openai-api/ models")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N items")] = None,
+    max_tokens: Annotated[int, typer.Option(help="tokens per probe response")] = 64,
+    concurrency: Annotated[int, typer.Option(help="probes in flight (local models: 1)")] = 4,
+    out: Annotated[Path, typer.Option(help="folder for the call cache and the results")] = Path("runs/calibrate"),
+) -> None:
+    """Refusal rate of each target on every query alone vs its intent-upfront text, per category; lists the items no
+    target refuses alone. Writes OUT/calibration.json and OUT/calibration.csv; a re-run is answered from the cache."""
+    from carryon import calibrate as cal
+    from carryon.data.load import load_items
+    from carryon.models.registry import ModelPool, parse_model_name
+    from carryon.pipeline import prepare_out
+    from carryon.report.exports import write_json
+    from carryon.store import Store
+
+    try:
+        if not target:
+            raise BadInput("--target: name at least one target model")
+        if limit is not None and limit < 1:
+            raise BadInput("--limit: must be at least 1")
+        if not 1 <= max_tokens <= 4096:
+            raise BadInput("--max-tokens: must be between 1 and 4096")
+        specs = [parse_model_name(t, role="target", base_url=base_url) for t in dict.fromkeys(target)]
+        judge_spec = None if no_judge else parse_model_name(judge, role="judge", base_url=base_url)
+        items = load_items(dataset, limit=limit)
+        prepare_out(out, force_new=False)
+        local = any(s.provider == "local" for s in [*specs, *([judge_spec] if judge_spec else [])])
+
+        async def go() -> tuple[list[cal.Outcome], int, int]:
+            async with ModelPool(concurrency=concurrency) as pool:
+                with Store(out) as store:
+                    caller = CachedCaller(store)
+                    clients = [pool.client("target", s) for s in specs]
+                    judge_client = pool.client("judge", judge_spec) if judge_spec else None
+                    outcomes = await cal.calibrate(items, clients, caller, judge=judge_client, max_tokens=max_tokens,
+                                                   concurrency=1 if local else concurrency)  # fmt: skip
+                    return outcomes, caller.made, caller.from_cache
+
+        from carryon.calls import CachedCaller
+
+        outcomes, made, cached = aio.run(go())
+    except CarryOnError as error:
+        fail(error)
+    summary = cal.summarize(outcomes)
+    summary.update(dataset=str(dataset or "built-in"), judge="keyword rule" if no_judge else judge,
+                   max_tokens=max_tokens, items_probed=len(items))  # fmt: skip
+    write_json(out / "calibration.json", summary)
+    cal.write_csv(out / "calibration.csv", outcomes)
+    for name, result in summary["targets"].items():
+        table = Table(title=f"{name}: refused alone vs upfront ({summary['judge']})")
+        for col in ("category", "alone", "upfront", "n"):
+            table.add_column(col, justify="left" if col == "category" else "right")
+        rows = [*result["categories"].items(), ("all", result["overall"])]
+        for category, rates in rows:
+            alone, upfront = rates["alone"], rates["upfront"]
+            table.add_row(category, _pct(alone["rate"]), _pct(upfront["rate"]), str(alone["n"]))
+        out_console.print(table)
+    never = summary["never_refused_alone"]
+    out_console.print(f"{len(never)} item(s) no target refuses alone" + (": " + ", ".join(never) if never else ""),
+                      highlight=False, markup=False, soft_wrap=True)  # fmt: skip
+    out_console.print(f"written: {out / 'calibration.json'}", highlight=False, markup=False)
+    out_console.print(f"model calls: {made} made, {cached} from cache", highlight=False)
+
+
+def _pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{100 * rate:.0f}%"
+
+
 @dataset_app.command("build")
 def dataset_build(
     raw: Annotated[Path, typer.Option("--from", help="your queries: CSV or JSONL with a 'query' column "

