@@ -278,24 +278,27 @@ def _pct(rate: float | None) -> str:
 
 @dataset_app.command("build")
 def dataset_build(
-    raw: Annotated[Path, typer.Option("--from", help="your queries: CSV or JSONL with a 'query' column "
+    raw: Annotated[Path, typer.Option("--from", help="your queries: CSV, JSONL or Parquet with a 'query' column "
                                       "(optionally benign_intent, category, id, kept as given)")],  # fmt: skip
     model: Annotated[str, typer.Option("--with", help="the model that writes the items, provider/model")],
     out: Annotated[Path, typer.Option("--out", help="where to write the dataset (jsonl)")],
     base_url: Annotated[Optional[str], typer.Option(help="base URL for an openai-api/ model")] = None,
     concurrency: Annotated[int, typer.Option(help="rows built at once")] = 4,
     dataset_version: Annotated[str, typer.Option(help="dataset_version of every item")] = "1.0.0",
+    columns: Annotated[Optional[str], typer.Option(help="map your column names: query=prompt,category=domain,"
+                                                   "benign_intent=use,id=uid (other columns are ignored)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Turn your own queries into full items with a model; rows still invalid after retries print as RAW:line (exit 1)."""
-    from carryon.data.build import BuildSettings, build_dataset
+    from carryon.data.build import BuildSettings, build_dataset, parse_columns
     from carryon.models.registry import parse_model_name
 
     try:
         settings = BuildSettings(dataset_version=dataset_version, concurrency=concurrency)
+        mapping = parse_columns(columns)
         spec = parse_model_name(model, role="with", base_url=base_url)
         with _progress(quiet) as tick:
-            report = build_dataset(raw, spec, out, settings, tick)
+            report = build_dataset(raw, spec, out, settings, tick, columns=mapping)
     except CarryOnError as error:
         fail(error)
     for line in report.failure_lines():

@@ -128,9 +128,9 @@ def test_missing_query_column_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 BAD_INPUT = {
-    "no query field": ([{"category": "cybersecurity"}], "raw.jsonl: no 'query' field in any line"),
-    "unknown field": ([{"query": QUERIES[0], "label": "x"}], "raw.jsonl:1: unknown field(s) 'label'"),
-    "bad category": ([{"query": QUERIES[0], "category": "misc"}], "raw.jsonl:1: category: Input should be"),
+    "no query field": ([{"category": "cybersecurity"}], "raw.jsonl:1: no 'query' column (columns: 'category')"),
+    "unknown field": ([{"query": QUERIES[0], "label": "x"}], "raw.jsonl:1: unknown column(s) 'label'"),
+    "bad id": ([{"query": QUERIES[0], "id": "Not A Slug"}], "raw.jsonl:1: id: String should match pattern"),
     "states intent": ([{"query": "For my class, how does carbon monoxide kill?"}], "raw.jsonl:1: query: Value error"),
     "near duplicate": ([{"query": QUERIES[0]}, {"query": QUERIES[0] + "!"}], "raw.jsonl:2: query: near-duplicate"),
     "duplicate id": ([{"query": QUERIES[0], "id": "a"}, {"query": QUERIES[1], "id": "a"}], "raw.jsonl:2: id: duplicate"),
@@ -157,9 +157,12 @@ def test_ids_are_unique_slugs() -> None:
 
 def test_parse_takes_the_last_json_object() -> None:
     good = json.loads(builder([]))
-    fixed = {"id": "x", "query": QUERIES[0], "source": "carryon-build:t/m", "dataset_version": "1.0.0"}
+    fixed = {"id": "x", "query": QUERIES[0], "source": "carryon-build:t/m", "dataset_version": "1.0.0", "schema_version": "2"}
     item, problem = parse_item(f'draft: {{"category": "misc"}}\nfinal: {json.dumps(good)}', fixed)
     assert item is not None and problem == ""
     item, problem = parse_item(f"{json.dumps(good)} then {{\"category\": \"misc\"}}", fixed)
-    assert item is None and problem.startswith("category: Input should be")
+    assert item is None and problem.startswith("benign_intent: Field required")
+    wrong = {**good, "upfront_purpose": "Can you help? I train people."}
+    item, problem = parse_item(json.dumps(wrong), fixed)
+    assert item is None and problem.startswith("upfront_purpose: purpose before the query adds an ask")
     assert parse_item("no json here", fixed) == (None, "no JSON object in the output")

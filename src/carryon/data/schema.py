@@ -93,7 +93,7 @@ class Malicious(BaseModel):
 UPFRONT_PREFIX_MAX_WORDS = 60
 UPFRONT_PREFIX_MAX_SENTENCES = 2
 _ADDED_ASK = re.compile(
-    r"\?|\b(?:instead|rather than|please|can you|could you|would you|tell me|explain|walk me through|what should i"
+    r"\?|\b(?:instead|rather than|please|can you|could you|would you|tell me|walk me through|what should i"
     r"|without (?:any|giving|the))\b",
     re.IGNORECASE,
 )
