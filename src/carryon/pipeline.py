@@ -214,10 +214,9 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
         finally:
-            for key, client in pool.clients.items():
-                limiter = getattr(client, "limiter", None)
-                if limiter is not None and len(limiter.history) > 1:
-                    store.add_limit_history(key.split(":", 1)[0], limiter.history)
+            for endpoint, limiter in pool.limiters.items():
+                if len(limiter.history) > 1:
+                    store.add_limit_history(endpoint, limiter.history)
     return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
 
 

@@ -246,9 +246,10 @@ class Store:
             "SELECT role, model, SUM(cached=0) AS made, SUM(cached=1) AS cached FROM call_log GROUP BY role, model"
         ).fetchall()
 
-    def add_limit_history(self, role: str, history: list[tuple[float, int]]) -> None:
+    def add_limit_history(self, endpoint: str, history: list[tuple[float, int]]) -> None:
+        """The adaptive limit of one endpoint (base URL) over time; the table's first column names the endpoint."""
         with self._durable():
-            self.db.executemany("INSERT INTO limits VALUES (?, ?, ?)", ((role, t, v) for t, v in history))
+            self.db.executemany("INSERT INTO limits VALUES (?, ?, ?)", ((endpoint, t, v) for t, v in history))
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

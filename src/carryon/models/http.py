@@ -37,12 +37,13 @@ class HttpChatClient:
         concurrency: int = 8,
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
+        limiter: AdaptiveLimiter | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self.limiter = AdaptiveLimiter(concurrency)
+        self.limiter = limiter or AdaptiveLimiter(concurrency)  # shared per endpoint: models.limits.EndpointLimiters
         self.retries = 0
         self._headers = headers or {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
@@ -71,7 +72,7 @@ class HttpChatClient:
         what = f"{self.name} at {self.base_url}"
         last: TransientError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
-            async with self.limiter.slot():
+            async with self.limiter.slot() as sent:
                 started = time.perf_counter()
                 try:
                     async with self._http().post(url, data=body, headers=_JSON) as response:
@@ -87,7 +88,7 @@ class HttpChatClient:
                     result.latency_s = time.perf_counter() - started
                     return result
             if last.overload:
-                self.limiter.on_overload()
+                self.limiter.on_overload(sent)
             self.retries += 1
             if attempt < self.retry.max_attempts:
                 await sleep_before_retry(self.retry, attempt, last)

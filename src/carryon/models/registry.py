@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from carryon.errors import BadInput
 from carryon.models.anthropic import AnthropicClient
 from carryon.models.base import ChatClient
+from carryon.models.limits import EndpointLimiters
 from carryon.models.local import LocalServer, resolve_weights
 from carryon.models.openai_compat import OpenAICompatClient
 
@@ -60,13 +61,15 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
 
 
 class ModelPool:
-    """Opens one client per (role, model) and one local server per GGUF; closes them all on exit."""
+    """Opens one client per (role, model) and one local server per GGUF; closes them all on exit. Clients that call
+    the same endpoint share one adaptive limiter (`limiters`)."""
 
     def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096) -> None:
         self.concurrency, self.timeout_s, self.n_ctx = concurrency, timeout_s, n_ctx
         self._stack = AsyncExitStack()
         self._servers: dict[str, LocalServer] = {}
         self.clients: dict[str, ChatClient] = {}
+        self.limiters = EndpointLimiters()
 
     async def __aenter__(self) -> ModelPool:
         await self._stack.__aenter__()
@@ -94,7 +97,10 @@ class ModelPool:
 
 
 def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> ChatClient:
-    common: dict[str, Any] = {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s}
+    def common(base: str) -> dict[str, Any]:
+        limiter = pool.limiters.get(base, pool.concurrency)
+        return {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s, "limiter": limiter}
+
     if spec.provider == "testing":
         from carryon.testing.models import InProcessClient
 
@@ -102,22 +108,21 @@ def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> Cha
     if spec.provider == "local":
         server = pool.local_server(spec.model)
         # llama.cpp serves one request at a time; more in flight only queue up and evict the KV cache.
-        return OpenAICompatClient(
-            spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1, timeout_s=600.0
-        )
+        return OpenAICompatClient(spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1,
+                                  timeout_s=600.0, limiter=pool.limiters.get(server.base_url, 1))  # fmt: skip
     if spec.provider == "openai-api":
         assert spec.base_url is not None
         key = os.environ.get("CARRYON_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
         return OpenAICompatClient(
-            spec.name, spec.model, spec.base_url, headers={"Authorization": f"Bearer {key}"}, **common
+            spec.name, spec.model, spec.base_url, headers={"Authorization": f"Bearer {key}"}, **common(spec.base_url)
         )
     if spec.provider == "openai":
         key = os.environ[KEY_ENV["openai"]]
         base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-        return OpenAICompatClient(spec.name, spec.model, base, headers={"Authorization": f"Bearer {key}"}, **common)
+        return OpenAICompatClient(spec.name, spec.model, base, headers={"Authorization": f"Bearer {key}"}, **common(base))
     if spec.provider == "anthropic":
         key = os.environ[KEY_ENV["anthropic"]]
         base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
-        return AnthropicClient(spec.name, spec.model, base, headers=headers, **common)
+        return AnthropicClient(spec.name, spec.model, base, headers=headers, **common(base))
     raise BadInput(f"unknown provider {spec.provider!r}")
