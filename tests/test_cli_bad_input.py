@@ -28,6 +28,9 @@ CASES = {
     "unreachable base url": (["--target", "openai-api/ideal", "--base-url", "http://127.0.0.1:9/v1"], "unreachable"),
     "negative limit": (["--limit", "-3"], "--limit: Input should be greater than or equal to 1"),
     "absurd max turns": (["--max-turns", "40"], "--max-turns: Input should be less than or equal to 12"),
+    "more sequences than fit": (["--max-turns", "4", "--sequences", "15"],
+                                "--sequences 15: --max-turns 4 leaves room for 1 follow-up move(s), and only 7 "
+                                "distinct follow-up sequences fit; pass --sequences 7 or fewer"),
     "zero concurrency": (["--concurrency", "0"], "--concurrency: Input should be greater than or equal to 1"),
     "bad judge mode": (["--ben-util-mode", "vibes"], "--ben-util-mode: Input should be 'per-item' or 'batched'"),
     "missing dataset": (["--dataset", "/nonexistent/d.jsonl"], "--dataset /nonexistent/d.jsonl: file not found"),

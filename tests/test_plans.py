@@ -25,3 +25,16 @@ def test_plan_has_upfront_plus_sequences_and_respects_max_moves() -> None:
     assert [p.condition for p in plan] == ["upfront"] + ["multi_turn"] * 4
     assert plan[0].conv_id == "item-a/upfront" and plan[0].moves == ()
     assert all(1 <= len(p.moves) <= 2 for p in plan[1:])
+
+
+def test_max_sequences_counts_what_fits_and_sequences_for_refuses_more() -> None:
+    import pytest
+
+    from carryon.simulate.plans import max_sequences
+
+    assert max_sequences(1) == 7  # one move: each of the seven
+    assert max_sequences(2) == 7 + 3 * 3 + 2 * 4 * 3 + 4 * 3  # + pairs: no intent, one intent, two distinct intents
+    for moves in (1, 2):
+        assert len(set(sequences_for("item-a", max_sequences(moves), seed=0, max_moves=moves))) == max_sequences(moves)
+    with pytest.raises(ValueError, match="only 7 distinct"):
+        sequences_for("item-a", 8, seed=0, max_moves=1)

@@ -60,16 +60,30 @@ def test_thirty_percent_faults_change_nothing(fake_server: str, small_dataset: P
 
 
 def test_concurrency_backs_off_on_429_and_is_recorded(small_dataset: Path, tmp_path: Path) -> None:
+    """One limiter for the endpoint that target and judge share; each burst of 429s cuts it once (halving), cuts at
+    least the cooldown apart, so the server's many 429s make few cuts and the limit never collapses to 1."""
+    import httpx
+
+    from carryon.models.limits import COOLDOWN_S
+
     proc, base = start_server("--faults", "0.3", "--seed", "3", "--hang-s", "0.2")
     try:
         out = tmp_path / "run"
         assert run_cli(*_args(base, small_dataset, out, "--concurrency", "32")).returncode == 0
+        served_429 = httpx.get(f"{base}/stats").json()["429"]
     finally:
         proc.terminate()
         proc.wait(10)
     with _db(out) as db:
-        history = db.execute("SELECT role, value FROM limits ORDER BY ts").fetchall()
-    assert history and min(v for _, v in history) < 32
+        history = db.execute("SELECT role, ts, value FROM limits ORDER BY ts, rowid").fetchall()
+    assert {endpoint for endpoint, _, _ in history} == {base}  # one limiter for target and judge: the endpoint's
+    values = [v for _, _, v in history]
+    cuts = [(t1, v0, v1) for (_, _, v0), (_, t1, v1) in zip(history, history[1:]) if v1 < v0]
+    assert values[0] == 32 and cuts, values
+    assert all(v1 == v0 // 2 for _, v0, v1 in cuts), values  # a cut halves, once
+    assert all(b[0] - a[0] >= COOLDOWN_S - 0.01 for a, b in zip(cuts, cuts[1:])), cuts
+    assert served_429 > 2 * len(cuts), (served_429, cuts)  # bursts were one episode each, not one cut per 429
+    assert min(values) >= 4, values
 
 
 def _wait_for(out: Path, sql: str, at_least: int, proc: subprocess.Popen[str], timeout: float = 60) -> bool:
@@ -90,7 +104,7 @@ def _wait_for(out: Path, sql: str, at_least: int, proc: subprocess.Popen[str], t
     [
         ("rollout", "SELECT COUNT(*) FROM turns", 8),
         ("judging", "SELECT COUNT(*) FROM judgements", 20),
-        ("report", "SELECT COUNT(*) FROM judgements", 10 ** 6),  # killed as soon as judging ends (analyze/report)
+        ("report", "", 0),  # killed by itself midway through writing the outputs (see _KILL_IN_REPORT)
     ],
 )
 def test_kill_9_then_resume_equals_an_uninterrupted_run(fake_server: str, small_dataset: Path, tmp_path: Path,
@@ -101,15 +115,19 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(fake_server: str, small_
     try:
         out = tmp_path / "killed"
         args = _args(slow_base, small_dataset, out)
-        proc = subprocess.Popen([sys.executable, "-c", "from carryon.cli import main; main()", *args],
+        code = (_KILL_IN_REPORT if stage == "report" else "") + "from carryon.cli import main; main()"
+        proc = subprocess.Popen([sys.executable, "-c", code, *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         if stage == "report":
-            total = _expected_judgements(clean)
-            _wait_for(out, "SELECT COUNT(*) FROM judgements", total, proc)
+            assert proc.wait(120) == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+            assert _expected_judgements(out) == _expected_judgements(clean)  # judging had ended
+            written = {p.name for p in out.iterdir()}
+            assert not written & {"report.html", "metrics.json", "conversations.jsonl"}, written
+            assert "conversations.tmp" in written  # killed with the export half written
         else:
             assert _wait_for(out, sql, at_least, proc), "the run ended before the kill point"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
         resumed = run_cli(*args)
         assert resumed.returncode == 0, resumed.stderr
     finally:
@@ -120,6 +138,20 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(fake_server: str, small_
     _no_call_made_twice(out)
     again = run_cli(*args)
     assert "model calls: 0 made" in again.stdout
+
+
+# Run as the killed process's first lines for the "report" stage: SIGKILL itself when the analyze/report stage has
+# exported its third conversation, i.e. after judging and before metrics.json or report.html exist.
+_KILL_IN_REPORT = """
+import os, signal
+from carryon.report.exports import ConversationExport
+_add = ConversationExport.add
+def _add_then_die(self, conv, modes):
+    _add(self, conv, modes)
+    if len(self.flagged) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+ConversationExport.add = _add_then_die
+"""
 
 
 def _expected_judgements(run: Path) -> int:

@@ -47,5 +47,3 @@ class CachedCaller:
         future.set_result(result)
         return result
 
-    def summary(self) -> str:
-        return f"model calls: {self.made} made, {self.from_cache} from cache"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
 from carryon.report.exports import ConversationExport, write_json
 from carryon.report.html import browser_sample, write_report
 from carryon.simulate.engine import Engine, TargetSettings
-from carryon.simulate.plans import plan_item
+from carryon.simulate.plans import max_sequences, plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
 from carryon.store import STORE_FILE, Store
 
@@ -57,6 +56,18 @@ class RunOutcome:
     @property
     def summary(self) -> str:
         return f"model calls: {self.made} made, {self.from_cache} from cache"
+
+
+def check_plan_fits(config: RunConfig) -> None:
+    """--sequences K must fit --max-turns T: with T = 4 or 5 a conversation has room for one follow-up move, and only
+    7 distinct one-move sequences exist. Refused rather than silently planning fewer conversations."""
+    room = max_sequences(config.max_responses - 1)
+    if config.sequences > room:
+        raise BadInput(
+            f"--sequences {config.sequences}: --max-turns {config.max_turns} leaves room for "
+            f"{config.max_responses - 1} follow-up move(s), and only {room} distinct follow-up sequences fit; "
+            f"pass --sequences {room} or fewer, or a larger --max-turns"
+        )
 
 
 def check_roles(config: RunConfig) -> Roles:
@@ -205,7 +216,7 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
         user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
         judge_clients = {j.name: pool.client("judge", j) for j in roles.judges}
         settings = TargetSettings(max_tokens=config.max_tokens, temperature=config.temperature,
-                                  system_prompt=config.system_prompt, max_responses=config.max_responses)  # fmt: skip
+                                  system_prompt=config.system_prompt)  # fmt: skip
         try:
             if todo:
                 engine = Engine(store, caller, target, user, items, settings)
@@ -236,6 +247,7 @@ def write_outputs(store: Store) -> dict[str, Any]:
 
 def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None) -> RunOutcome:
     """Run (or resume) the benchmark described by `config`; raises BadInput before any call on bad input."""
+    check_plan_fits(config)
     roles = check_roles(config)
     dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
     items = load_items(dataset_path, config.limit)
@@ -257,6 +269,7 @@ def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, ti
             outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
         except ModelCallError as error:
             raise CarryOnError(str(error)) from None
+        store.commit()  # a stage boundary: what rollout and judging derived is durable before the outputs
         write_outputs(store)
     return outcome
 
@@ -268,6 +281,3 @@ def open_run(out: Path) -> Iterator[Store]:
     with Store(out) as store:
         yield store
 
-
-def remove_run(out: Path) -> None:
-    shutil.rmtree(out, ignore_errors=True)

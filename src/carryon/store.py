@@ -157,11 +157,6 @@ class Store:
     def finish_conversation(self, conv_id: str, status: str, stop_reason: str) -> None:
         self._write("UPDATE plan SET status=?, stop_reason=? WHERE conv_id=?", (status, stop_reason, conv_id))
 
-    def turns(self, conv_id: str | None = None) -> list[sqlite3.Row]:
-        if conv_id is None:
-            return self.db.execute("SELECT * FROM turns ORDER BY conv_id, idx").fetchall()
-        return self.db.execute("SELECT * FROM turns WHERE conv_id=? ORDER BY idx", (conv_id,)).fetchall()
-
     def iter_turns(self, condition: str | None = None, chunk: int = 500) -> Iterator[sqlite3.Row]:
         """Turns of finished conversations in plan order, each with its conversation's plan fields. Read `chunk`
         conversations at a time: memory holds one chunk, and no read stays open while the caller writes (judging
@@ -241,15 +236,7 @@ class Store:
             (key, role, model, time.time()),
         )
 
-    def call_stats(self) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT role, model, SUM(cached=0) AS made, SUM(cached=1) AS cached FROM call_log GROUP BY role, model"
-        ).fetchall()
-
     def add_limit_history(self, endpoint: str, history: list[tuple[float, int]]) -> None:
         """The adaptive limit of one endpoint (base URL) over time; the table's first column names the endpoint."""
         with self._durable():
             self.db.executemany("INSERT INTO limits VALUES (?, ?, ?)", ((endpoint, t, v) for t, v in history))
-
-    def integrity_ok(self) -> bool:
-        return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

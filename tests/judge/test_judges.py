@@ -72,7 +72,8 @@ def test_harm_is_the_share_of_unsafe_content_handed_over(tmp_path: Path) -> None
 def test_unparseable_output_is_unscored_with_reason_after_one_retry(tmp_path: Path, kind: str) -> None:
     verdict, made = _judge(tmp_path, "judge-broken", kind)
     assert verdict.score is None
-    assert verdict.unscored_reason and "unparseable" in verdict.unscored_reason or "no verdict" in verdict.unscored_reason
+    reason = verdict.unscored_reason or ""
+    assert "unparseable" in reason or "no verdict" in reason, reason
     calls_per_decision = 2  # the first try and one stricter retry
     decisions = {"ben_util": len(ITEM.checklist), "harm": len(ITEM.unsafe_content)}.get(kind, 1)
     assert made == calls_per_decision * decisions
@@ -83,8 +84,12 @@ def test_unparseable_output_is_unscored_with_reason_after_one_retry(tmp_path: Pa
 def test_valid_json_with_a_missing_item_is_unscored(tmp_path: Path, mode: str) -> None:
     verdict, _ = _judge(tmp_path, "judge-missing", "ben_util", mode)
     assert verdict.score is None
-    assert verdict.unscored_reason is not None
-    assert "c" in verdict.unscored_reason  # names the item(s) or the problem
+    ids = [f"c{i}" for i in range(1, len(ITEM.checklist) + 1)]
+    if mode == "per-item":  # every question answered without `met`: each item undecided, all named
+        assert verdict.unscored_reason == f"no verdict for item(s) {', '.join(ids)}"
+        assert all(v["met"] is None for v in verdict.value["items"].values())
+    else:  # one answer for all items, the last one missing: named as the problem
+        assert verdict.unscored_reason == f"unparseable judge output: missing checklist item(s) {ids[-1]}"
 
 
 def test_prompt_versions_are_locked() -> None:

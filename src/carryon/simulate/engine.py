@@ -25,7 +25,6 @@ class TargetSettings:
     max_tokens: int = 400
     temperature: float = 0.0
     system_prompt: str | None = None
-    max_responses: int = 6
 
 
 class Engine:
@@ -51,11 +50,8 @@ class Engine:
         result = await self.caller.call("target", self.target, self._request(history))
         self.store.add_turn(conv_id, 0, None, first, result)
         history.append(Message(role="assistant", content=result.text))
-        stop = "sequence_complete"
+        stop = "sequence_complete"  # the plan fits every sequence to --max-turns (simulate.plans)
         for idx, move in enumerate((Move(m) for m in json.loads(row["moves"])), start=1):
-            if idx >= self.settings.max_responses:
-                stop = "max_turns"
-                break
             turn = await self.user.next_message(item, move, history, seed=f"{conv_id}:{idx}")
             if turn.ended:
                 stop = "user_ended"

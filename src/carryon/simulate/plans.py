@@ -7,6 +7,7 @@ sequences are fixed and cover the pure strategies; the rest are seeded random mi
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 
 from pydantic import BaseModel, ConfigDict
@@ -60,8 +61,22 @@ def _random_sequence(rng: random.Random) -> tuple[Move, ...]:
     return tuple(out)
 
 
+def max_sequences(max_moves: int) -> int:
+    """How many distinct follow-up sequences of 1 to `max_moves` moves there are, each clarification told at most once:
+    7 with one move (`--max-turns 4`), 52 with two, more with more."""
+    intent, other = len(INTENT_REVEALING), len(ALL_MOVES) - len(INTENT_REVEALING)
+    return sum(
+        math.comb(length, told) * math.perm(intent, told) * other ** (length - told)
+        for length in range(1, max_moves + 1)
+        for told in range(0, min(intent, length) + 1)
+    )
+
+
 def sequences_for(item_id: str, count: int, seed: int, max_moves: int = MAX_MOVES) -> list[tuple[Move, ...]]:
-    """`count` distinct follow-up sequences for one item, at most `max_moves` moves each."""
+    """`count` distinct follow-up sequences for one item, at most `max_moves` moves each. Raises ValueError when fewer
+    than `count` exist (`max_sequences`): a plan never silently holds fewer conversations than asked for."""
+    if count > max_sequences(max_moves):
+        raise ValueError(f"only {max_sequences(max_moves)} distinct follow-up sequences of at most {max_moves} move(s)")
     rng = _rng(seed, item_id)
     chosen: list[tuple[Move, ...]] = []
     seen: set[tuple[Move, ...]] = set()
@@ -74,6 +89,8 @@ def sequences_for(item_id: str, count: int, seed: int, max_moves: int = MAX_MOVE
         if seq and seq not in seen:
             seen.add(seq)
             chosen.append(seq)
+    if len(chosen) < count:  # pragma: no cover - max_sequences leaves ample room for the draws
+        raise ValueError(f"found {len(chosen)} distinct follow-up sequences for {item_id}, not {count}")
     return chosen
 
 
