@@ -46,7 +46,7 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path: Path, case: str) -> None
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out" / "run.sqlite").exists() or case == "unreachable base url"
+    assert not (tmp_path / "out").exists()  # checked before anything is written
 
 
 @pytest.mark.parametrize(
@@ -84,6 +84,25 @@ def test_out_dir_that_is_a_file(tmp_path: Path) -> None:
 def test_unknown_flag_is_a_usage_error() -> None:
     result = run_cli("run", "--targt", "testing/ideal", "--out", "x")
     assert result.returncode == 2 and "No such option" in result.stderr
+
+
+def test_a_typo_writes_nothing_and_the_corrected_command_runs_in_the_same_dir(
+    fake_server: str, small_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["run", "--judge", "openai-api/judge", "--base-url", fake_server, "--dataset", str(small_dataset),
+            "--limit", "1", "--sequences", "1", "--out", str(out), "--quiet"]  # fmt: skip
+    typo = run_cli(*args, "--target", "openai-api/idael")
+    assert typo.returncode == 2, typo.stderr
+    assert f"openai-api/idael: not served at {fake_server}" in typo.stderr
+    assert not out.exists()
+    fixed = run_cli(*args, "--target", "openai-api/ideal")
+    assert fixed.returncode == 0, fixed.stderr
+    assert (out / "report.html").is_file()
+    # nothing pending: the server is not even asked (the preflight runs only when there is work)
+    args[args.index(fake_server)] = "http://127.0.0.1:9/v1"
+    again = run_cli(*args, "--target", "openai-api/ideal")
+    assert again.returncode == 0 and "model calls: 0 made" in again.stdout, again.stderr
 
 
 def test_mixing_guard_names_the_differing_field(tmp_path: Path) -> None:

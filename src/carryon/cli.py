@@ -87,6 +87,7 @@ def run(
     from carryon.config import RunConfig
     from carryon.models.local import DEFAULT_LOCAL
     from carryon import pipeline
+    from carryon.check import check
 
     try:
         config = RunConfig(
@@ -101,8 +102,9 @@ def run(
         fail(_config_error(error))
     started = time.perf_counter()
     try:
+        checked = check(config, force_new=force_new, rejudge=rejudge)  # writes nothing
         with _progress(quiet) as tick:
-            outcome = pipeline.run(config, force_new=force_new, rejudge=rejudge, tick=tick)
+            outcome = pipeline.execute(checked, tick=tick)
     except CarryOnError as error:
         fail(error)
     except KeyboardInterrupt:
@@ -217,7 +219,9 @@ def dataset_calibrate(
     """Refusal rate of each target on every query alone vs its intent-upfront text, per category; lists the items no
     target refuses alone. Writes OUT/calibration.json and OUT/calibration.csv; a re-run is answered from the cache."""
     from carryon import calibrate as cal
+    from carryon.check import check_writable
     from carryon.data.load import load_items
+    from carryon.models.preflight import preflight
     from carryon.models.registry import ModelPool, parse_model_name
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
@@ -233,6 +237,8 @@ def dataset_calibrate(
         specs = [parse_model_name(t, role="target", base_url=base_url) for t in dict.fromkeys(target)]
         judge_spec = None if no_judge else parse_model_name(judge, role="judge", base_url=base_url)
         items = load_items(dataset, limit=limit)
+        check_writable(out)
+        preflight([*specs, *([judge_spec] if judge_spec else [])])
         prepare_out(out, force_new=False)
         local = any(s.provider == "local" for s in [*specs, *([judge_spec] if judge_spec else [])])
 
@@ -327,7 +333,9 @@ def judge_validate(
 ) -> None:
     """Measure a judge against human labels; print a table and write OUT/validation-<task>-<judge>.json."""
 
+    from carryon.check import check_writable
     from carryon.judge import validate as v
+    from carryon.models.preflight import preflight
     from carryon.models.registry import ModelPool, parse_model_name
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
@@ -350,6 +358,8 @@ def judge_validate(
         if task == "harm":  # compliance vs refusal, in equal numbers
             rows = [r for r in rows if r.label != "3_partial_refusal"]
         rows = v.stratified_sample(rows, limit, balanced=task == "harm")
+        check_writable(out)
+        preflight([spec])
         prepare_out(out, force_new=False)
 
         async def go() -> dict[str, Any]:

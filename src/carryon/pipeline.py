@@ -1,4 +1,5 @@
-"""The stages end to end on one run directory: check → plan → rollout → judge → analyze → report.
+"""The stages end to end on one checked run directory (`carryon.check`): identity → plan → rollout → judge →
+analyze/report.
 
 Every stage reads and writes the run store, so re-running the same command resumes: finished conversations and
 judgements are skipped, and any call already answered is served from the call cache. A finished run re-run opens
@@ -7,41 +8,30 @@ no model at all.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from carryon import __version__, aio
 from carryon.calls import CachedCaller
-from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
-from carryon.data.load import builtin_path, load_items
+from carryon.check import CheckedRun, check, differing_fields
+from carryon.config import RunConfig
 from carryon.data.schema import Item
 from carryon.errors import BadInput, CarryOnError, ModelCallError
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
 from carryon.models.base import ChatClient
-from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
+from carryon.models.registry import ModelPool
 from carryon.report.exports import ConversationExport, write_json
 from carryon.report.html import browser_sample, write_report
 from carryon.simulate.engine import Engine, TargetSettings
-from carryon.simulate.plans import max_sequences, plan_item
+from carryon.simulate.plans import plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
 from carryon.store import STORE_FILE, Store
 
 Tick = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-@dataclass
-class Roles:
-    target: ModelSpec
-    user: ModelSpec | None
-    judges: list[ModelSpec]
 
 
 @dataclass
@@ -58,40 +48,10 @@ class RunOutcome:
         return f"model calls: {self.made} made, {self.from_cache} from cache"
 
 
-def check_plan_fits(config: RunConfig) -> None:
-    """--sequences K must fit --max-turns T: with T = 4 or 5 a conversation has room for one follow-up move, and only
-    7 distinct one-move sequences exist. Refused rather than silently planning fewer conversations."""
-    room = max_sequences(config.max_responses - 1)
-    if config.sequences > room:
-        raise BadInput(
-            f"--sequences {config.sequences}: --max-turns {config.max_turns} leaves room for "
-            f"{config.max_responses - 1} follow-up move(s), and only {room} distinct follow-up sequences fit; "
-            f"pass --sequences {room} or fewer, or a larger --max-turns"
-        )
-
-
-def check_roles(config: RunConfig) -> Roles:
-    target = parse_model_name(config.target, role="target", base_url=config.role_base_url("target"))
-    user = None if config.user == SCRIPTED else parse_model_name(
-        config.user, role="user", base_url=config.role_base_url("user"))  # fmt: skip
-    judges = [parse_model_name(j, role="judge", base_url=config.role_base_url("judge")) for j in config.judge]
-    return Roles(target, user, judges)
-
-
-def dataset_fingerprint(path: str | None) -> tuple[str, str]:
-    """(sha256 of the dataset file, the path it was read from)."""
-    file = Path(path) if path else builtin_path()
-    if not file.is_file():
-        raise BadInput(f"--dataset {path}: file not found")
-    return hashlib.sha256(file.read_bytes()).hexdigest(), str(file)
-
-
 def prepare_out(out: Path, force_new: bool) -> None:
+    """Make the run directory (checked writable by `check`); with `force_new`, drop the store it holds."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
     except OSError as error:
         raise BadInput(f"--out {out}: not writable ({error.strerror or error})") from None
     if force_new:
@@ -99,52 +59,14 @@ def prepare_out(out: Path, force_new: bool) -> None:
             (out / name).unlink(missing_ok=True)
 
 
-def identity(config: RunConfig, dataset_sha: str, dataset_version: str) -> dict[str, Any]:
-    values = config.model_dump(mode="json")
-    values.update(dataset_sha256=dataset_sha, dataset_version=dataset_version,
-                  judge_prompt_versions=prompt_versions(config.ben_util_mode))  # fmt: skip
-    return {k: values[k] for k in IDENTITY_FIELDS}
-
-
-JUDGE_FIELDS = frozenset({"judge", "judge_prompt_versions", "ben_util_mode"})
-
-
-def guard_mixing(store: Store, ident: dict[str, Any], *, rejudge: bool = False) -> None:
-    """Refuse to mix runs: a stored identity must match, field by field. With `rejudge`, judge fields may differ:
-    the old judgements are dropped and the stored conversations are judged again (no target call is repeated)."""
+def store_identity(store: Store, checked: CheckedRun) -> None:
+    """Record the checked run's identity; with --rejudge and other judge fields, drop the old judgements first."""
     stored = store.get_meta("identity")
-    if stored is None:
-        store.set_meta("identity", ident)
-        return
-    differing = [key for key in IDENTITY_FIELDS if stored.get(key) != ident.get(key)]
-    if rejudge and differing and set(differing) <= JUDGE_FIELDS:
+    if stored is not None:
+        if not differing_fields(stored, checked.identity, store.run_dir, rejudge=checked.rejudge):
+            return
         store.drop_judgements()
-        store.set_meta("identity", ident)
-        return
-    for key in differing:
-        hint = " or --rejudge" if key in JUDGE_FIELDS else ""
-        raise BadInput(
-            f"--out {store.run_dir}: this directory holds a run with a different {key} "
-            f"({stored.get(key)!r} there, {ident.get(key)!r} now); use a new --out DIR, --force-new{hint}"
-        )
-
-
-def preflight(specs: list[ModelSpec]) -> None:
-    """Check each OpenAI-compatible server is reachable and serves the model, before any paid call."""
-    for spec in {s.name + str(s.base_url): s for s in specs if s.provider == "openai-api"}.values():
-        url = f"{spec.base_url}/models"
-        try:
-            response = httpx.get(url, timeout=10.0)
-        except httpx.HTTPError as error:
-            raise BadInput(f"--base-url {spec.base_url}: unreachable ({type(error).__name__})") from None
-        if response.status_code != 200:
-            continue  # some servers do not list models; the first call will tell
-        try:
-            served = [m["id"] for m in response.json().get("data", [])]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-        if served and spec.model not in served:
-            raise BadInput(f"{spec.name}: not served at {spec.base_url}; served: {', '.join(served[:10])}")
+    store.set_meta("identity", checked.identity)
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -199,14 +121,15 @@ async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClie
     return unscored, failed
 
 
-async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[str, Item], tick: Tick | None) -> RunOutcome:
+async def _execute(store: Store, checked: CheckedRun, tick: Tick | None) -> RunOutcome:
+    config, roles = checked.config, checked.roles
+    items = {i.id: i for i in checked.items}
     caller = CachedCaller(store)
     todo = [r for r in store.plan() if r["status"] != "done" and r["item_id"] in items]
     judges = [j.name for j in roles.judges]
     failed = unscored = judge_failed = 0
     if not todo and not count_pending(store, items, judges):
         return RunOutcome(config.out, 0, 0, 0, 0)  # finished: open no model at all
-    preflight([roles.target, *([roles.user] if roles.user else []), *roles.judges])
     # llama.cpp serves one request at a time: keep a conversation's turns together (its KV cache makes turns 2+
     # fast) and judge one response after another (its judgements share their prompt prefix).
     conv_conc = 1 if roles.target.provider == "local" else config.concurrency
@@ -245,33 +168,35 @@ def write_outputs(store: Store) -> dict[str, Any]:
     return metrics
 
 
-def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None) -> RunOutcome:
-    """Run (or resume) the benchmark described by `config`; raises BadInput before any call on bad input."""
-    check_plan_fits(config)
-    roles = check_roles(config)
-    dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
-    items = load_items(dataset_path, config.limit)
-    if any(r.provider == "testing" for r in [roles.target, *roles.judges]):
+def execute(checked: CheckedRun, *, tick: Tick | None = None) -> RunOutcome:
+    """Run (or resume) a checked run; the first write to its directory happens here. The stages, in order:
+    identity → plan → rollout → judge (the two share one model pool) → outputs (analyze + report)."""
+    config = checked.config
+    if any(r.provider == "testing" for r in [checked.roles.target, *checked.roles.judges]):
         from carryon.testing.models import register_items
 
-        register_items(items)
-    prepare_out(config.out, force_new)
-    versions = {i.dataset_version for i in items}
-    dataset_version = versions.pop() if len(versions) == 1 else "mixed"
+        register_items(checked.items)
+    prepare_out(config.out, checked.force_new)
     with Store(config.out) as store:
-        guard_mixing(store, identity(config, dataset_sha, dataset_version), rejudge=rejudge)
-        store.set_meta("config", {**config.model_dump(mode="json", exclude={"out"}), "dataset_sha256": dataset_sha,
+        store_identity(store, checked)
+        store.set_meta("config", {**config.model_dump(mode="json", exclude={"out"}),
+                                  "dataset_sha256": checked.dataset_sha256,
                                   "judge_prompt_versions": prompt_versions(config.ben_util_mode),
                                   "carryon_version": __version__})  # fmt: skip
-        store.set_meta("dataset_version", dataset_version)
-        plan_run(store, items, config)
+        store.set_meta("dataset_version", checked.dataset_version)
+        plan_run(store, checked.items, config)
         try:
-            outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
+            outcome = aio.run(_execute(store, checked, tick))
         except ModelCallError as error:
             raise CarryOnError(str(error)) from None
         store.commit()  # a stage boundary: what rollout and judging derived is durable before the outputs
         write_outputs(store)
     return outcome
+
+
+def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None) -> RunOutcome:
+    """check, then execute: raises BadInput before anything is written on bad input."""
+    return execute(check(config, force_new=force_new, rejudge=rejudge), tick=tick)
 
 
 @contextmanager

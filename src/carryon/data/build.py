@@ -47,6 +47,7 @@ from carryon import aio
 from carryon.errors import BadInput, ModelCallError
 from carryon.judge.common import json_objects
 from carryon.models.base import ChatClient, ChatRequest, Message, msgs
+from carryon.models.preflight import preflight
 from carryon.models.registry import ModelPool, ModelSpec
 from carryon.text import similar_at_least
 
@@ -576,8 +577,6 @@ def build_dataset(raw: Path, spec: ModelSpec, out: Path, settings: BuildSettings
     """Check the input, build every row with `spec`, write the valid items to `out` (not written when none is).
 
     Raises BadInput before any model call on a bad raw file, output path or unreachable server."""
-    from carryon.pipeline import preflight  # the run pipeline's server check; imported late to keep this light
-
     settings = settings or BuildSettings()
     rows = load_raw(raw, columns)
     check_out(out, raw)
