@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,7 +50,8 @@ def start_server(*args: str) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"fake server did not start: {proc.stderr.read() if proc.stderr else ''}")
+    error = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""  # was printed as b'…'
+    raise RuntimeError(f"fake server did not start: {error}")
 
 
 @pytest.fixture(scope="session")
@@ -70,5 +72,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     )  # fmt: skip
 
 
-def load_metrics(out: Path) -> dict:
-    return json.loads((out / "metrics.json").read_text())
+def load_metrics(out: Path) -> dict[str, Any]:
+    metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    return metrics

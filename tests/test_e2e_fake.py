@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from subprocess import CompletedProcess
 
 from conftest import load_metrics, run_cli
 
 
-def _run(base: str, dataset: Path, out: Path, target: str = "ideal", *extra: str):
+def _run(base: str, dataset: Path, out: Path, target: str = "ideal", *extra: str) -> CompletedProcess[str]:
     return run_cli(
         "run", "--target", f"openai-api/{target}", "--judge", "openai-api/judge", "--base-url", base,
         "--dataset", str(dataset), "--sequences", "3", "--out", str(out), "--quiet", *extra,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,8 @@ EXPECTED = {"always-refuse": "lock_in", "ideal": None, "unsafe": "unsafe_recover
 
 
 @pytest.fixture(scope="module")
-def reference_runs(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    out: dict[str, dict] = {}
+def reference_runs(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
     for name in EXPECTED:
         run_dir = tmp_path_factory.mktemp(name)
         config = RunConfig(target=f"testing/{name}", judge=["testing/judge"], dataset=str(small_dataset),
@@ -27,7 +28,7 @@ def reference_runs(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_each_reference_model_has_exactly_its_failure_mode(reference_runs: dict[str, dict], name: str) -> None:
+def test_each_reference_model_has_exactly_its_failure_mode(reference_runs: dict[str, dict[str, Any]], name: str) -> None:
     modes = reference_runs[name]["failure_modes"]
     assert modes["n_conversations"] == 6 * 15 and modes["unlabelled"] == 0
     for mode in MODES:
@@ -37,7 +38,7 @@ def test_each_reference_model_has_exactly_its_failure_mode(reference_runs: dict[
             assert modes[mode] == 0.0, (name, mode, modes[mode])
 
 
-def test_reference_curves(reference_runs: dict[str, dict]) -> None:
+def test_reference_curves(reference_runs: dict[str, dict[str, Any]]) -> None:
     refuse, ideal, unsafe = reference_runs["always-refuse"], reference_runs["ideal"], reference_runs["unsafe"]
     assert all(t["ben_util"]["mean"] == 0.0 for t in refuse["per_turn"])
     assert ideal["conditions"]["multi_turn"]["ben_util"]["mean"] > ideal["conditions"]["turn1"]["ben_util"]["mean"]

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import json
+import shutil
+import sqlite3
 from pathlib import Path
 
 from carryon.models.base import ChatResult, Usage
-from carryon.store import Store
+from carryon.store import MIGRATIONS, STORE_SCHEMA, PlanRow, Store
+from conftest import REPO, run_cli
+
+RUN_0_1_0 = REPO / "tests" / "fixtures" / "run-0.1.0"
 
 
 def test_call_cache_roundtrip_and_log(tmp_path: Path) -> None:
@@ -25,7 +31,8 @@ def test_plan_is_idempotent_and_reset_drops_partial_turns(tmp_path: Path) -> Non
         rows = [("a/s00", "a", "multi_turn", 0, ["purpose"]), ("a/upfront", "a", "upfront", -1, [])]
         store.add_plan(rows)
         store.add_plan(rows)
-        assert len(store.plan()) == 2
+        assert store.plan() == [PlanRow("a/s00", "a", "multi_turn", 0, ("purpose",), "pending", None),
+                                PlanRow("a/upfront", "a", "upfront", -1, (), "pending", None)]  # fmt: skip
         store.add_turn("a/s00", 0, None, "q", ChatResult(text="r"))
         store.reset_conversation("a/s00")
         assert store.db.execute("SELECT COUNT(*) FROM turns WHERE conv_id='a/s00'").fetchone()[0] == 0
@@ -41,11 +48,44 @@ def test_turns_stream_in_plan_order_whatever_the_chunk_and_missing_judgements_ar
             store.finish_conversation(f"i{n}/s00", "done", "sequence_complete")
         expected = [(f"i{n}/s00", idx) for n in (0, 2, 3, 5, 6) for idx in range(2)]
         for chunk in (1, 2, 3, 500):
-            assert [(r["conv_id"], r["idx"]) for r in store.iter_turns(chunk=chunk)] == expected
+            assert [(r.conv_id, r.idx) for r in store.iter_turns(chunk=chunk)] == expected
         items = [f"i{n}" for n in range(7)]
         assert store.count_missing_judgements(items, ["j"], ("harm", "response_type")) == 20
         store.add_judgement("i0/s00", 1, "harm", "j", "p@1", 0.0, {}, None, "{}")
         store.add_judgement("i1/s00", 0, "harm", "j", "p@1", 0.0, {}, None, "{}")  # conversation not finished
         assert store.count_missing_judgements(items, ["j"], ("harm", "response_type")) == 19
         assert store.count_missing_judgements(["i0"], ["j", "k"], ("harm",)) == 3
-        assert [r["judge"] for r in store.judgements_of("i0/s00")] == ["j"]
+        assert [r.judge for r in store.judgements_of("i0/s00")] == ["j"]
+
+
+def test_a_run_written_by_0_1_0_opens_migrates_and_reports(tmp_path: Path) -> None:
+    """tests/fixtures/run-0.1.0 was written by CarryOn 0.1.0 (`--target testing/ideal --judge testing/judge --limit 1
+    --sequences 2 --max-turns 6`): no user_version, the limiter history keyed by role."""
+    run = tmp_path / "run"
+    shutil.copytree(RUN_0_1_0, run)
+    with sqlite3.connect(run / "run.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    result = run_cli("report", str(run))
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(run / "run.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == STORE_SCHEMA == len(MIGRATIONS)
+        assert [c[1] for c in db.execute("PRAGMA table_info(limits)")] == ["endpoint", "ts", "value"]
+    old = json.loads((RUN_0_1_0 / "metrics.json").read_text())
+    new = json.loads((run / "metrics.json").read_text())
+    assert new["models"] == old["models"]  # the same numbers from the same store
+    assert (run / "report.html").is_file()
+
+
+def test_a_store_from_a_newer_carryon_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    with Store(run) as store:
+        store.set_meta("identity", {})
+    with sqlite3.connect(run / "run.sqlite") as db:
+        db.execute(f"PRAGMA user_version = {STORE_SCHEMA + 1}")
+    for args in (["report", str(run)],
+                 ["run", "--target", "testing/ideal", "--judge", "testing/judge", "--limit", "1", "--sequences", "1",
+                  "--out", str(run), "--quiet"]):  # fmt: skip
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert f"written by a newer CarryOn (store schema {STORE_SCHEMA + 1}" in result.stderr

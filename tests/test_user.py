@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from carryon.calls import CachedCaller
 from carryon.data.load import load_items
@@ -46,7 +47,7 @@ class _Echo:
         return None
 
 
-def test_llm_user_rejects_role_confusion_then_falls_back(tmp_path) -> None:
+def test_llm_user_rejects_role_confusion_then_falls_back(tmp_path: Path) -> None:
     history = [Message(role="user", content=ITEM.query), Message(role="assistant", content="I'm sorry, but I can't help with that.")]
     with Store(tmp_path) as store:
         user = LLMUser(_Echo(), CachedCaller(store))

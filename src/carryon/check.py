@@ -24,7 +24,7 @@ from carryon.judge.runner import KINDS, prompt_versions
 from carryon.models.preflight import preflight
 from carryon.models.registry import ModelSpec, parse_model_name
 from carryon.simulate.plans import max_sequences, plan_item
-from carryon.store import STORE_FILE
+from carryon.store import STORE_FILE, store_version
 
 JUDGE_FIELDS = frozenset({"judge", "judge_prompt_versions", "ben_util_mode"})
 
@@ -120,9 +120,15 @@ def _read_only(out: Path) -> sqlite3.Connection | None:
     if not path.is_file():
         return None
     try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as error:
         raise BadInput(f"--out {out}: {STORE_FILE} cannot be read ({error})") from None
+    try:
+        store_version(db, path)  # a store from a newer CarryOn is refused before anything else
+    except BadInput:
+        db.close()
+        raise
+    return db
 
 
 def _work_pending(db: sqlite3.Connection, config: RunConfig, items: list[Item]) -> bool:

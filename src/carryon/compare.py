@@ -3,7 +3,6 @@ versions are refused unless `allow_mixed`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,45 +11,46 @@ import numpy as np
 
 from carryon.errors import BadInput
 from carryon.metrics.stats import paired_difference
-from carryon.report.exports import iter_records, write_json
+from carryon.contracts import ConversationRecord, ModelMetrics, RunMetrics, Summary, read_metrics, read_records
+from carryon.report.exports import write_json
 from carryon.report.html import browser_sample, write_report
 
 MUST_MATCH = ("dataset_version", "dataset_sha256", "judge", "judge_prompt_versions")
 
 
-def _pct(s: dict[str, Any] | None) -> str:
-    return "–" if not s or s.get("mean") is None else f"{100 * s['mean']:.1f}"
+def _pct(s: Summary | None) -> str:
+    return "–" if s is None or s.mean is None else f"{100 * s.mean:.1f}"
 
 
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def harm_convergence(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def harm_convergence(models: dict[str, ModelMetrics]) -> list[dict[str, Any]]:
     """Per turn, the spread of mean harm across models: do conversations converge to similar harm?"""
-    depth = max((len(m["per_turn"]) for m in models.values()), default=0)
+    depth = max((len(m.per_turn) for m in models.values()), default=0)
     out = []
     for k in range(depth):
-        means = {name: m["per_turn"][k]["harm"]["mean"] for name, m in models.items()
-                 if len(m["per_turn"]) > k and m["per_turn"][k]["harm"]["mean"] is not None}  # fmt: skip
-        values = list(means.values())
+        means = {name: m.per_turn[k].harm.mean for name, m in models.items()
+                 if len(m.per_turn) > k and m.per_turn[k].harm.mean is not None}  # fmt: skip
+        values = [v for v in means.values() if v is not None]
         out.append({"turn": k + 1, "models": means,
                     "spread": (max(values) - min(values)) if values else None,
                     "std": float(np.std(values)) if values else None})  # fmt: skip
     return out
 
 
-def paired_differences(records: Iterable[dict[str, Any]], models: list[str]) -> dict[str, Any]:
+def paired_differences(records: Iterable[ConversationRecord], models: list[str]) -> dict[str, Any]:
     """Each model against the first: item-paired differences (model − first) of final Ben-Util and final harm, with
     item-bootstrap 95% CIs. Items are paired, so item difficulty cancels out."""
     finals: dict[str, dict[str, list[tuple[str, float | None]]]] = {
         m: {"ben_util": [], "harm": []} for m in models
     }
     for conv in records:
-        if conv["condition"] == "multi_turn" and conv["model"] in finals and conv["turns"]:
-            last = conv["turns"][-1]
-            finals[conv["model"]]["ben_util"].append((conv["item_id"], last["ben_util"]))
-            finals[conv["model"]]["harm"].append((conv["item_id"], last["harm"]))
+        if conv.condition == "multi_turn" and conv.model in finals and conv.turns:
+            last = conv.turns[-1]
+            finals[conv.model]["ben_util"].append((conv.item_id, last.ben_util))
+            finals[conv.model]["harm"].append((conv.item_id, last.harm))
     base = models[0]
     return {
         "baseline": base,
@@ -61,41 +61,44 @@ def paired_differences(records: Iterable[dict[str, Any]], models: list[str]) -> 
 
 
 def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) -> list[list[str]]:
-    metrics: list[dict[str, Any]] = []
+    """Validate each run's metrics.json and conversations.jsonl (BadInput names the file and field that is wrong),
+    write OUT/metrics.json and OUT/report.html, and return the leaderboard rows."""
+    metrics: list[RunMetrics] = []
     for run_dir in run_dirs:
         path = run_dir / "metrics.json"
         if not path.is_file():
             raise BadInput(f"{run_dir}: no metrics.json (run `carryon report {run_dir}` first)")
-        metrics.append(json.loads(path.read_text()))
+        metrics.append(read_metrics(path))
     # conversations are streamed from each run's conversations.jsonl, never all held at once
     paths = [d / "conversations.jsonl" for d in run_dirs if (d / "conversations.jsonl").is_file()]
     first = metrics[0]
     if not allow_mixed:
         for run_dir, m in zip(run_dirs[1:], metrics[1:]):
             for key in MUST_MATCH:
-                if m.get(key) != first.get(key):
+                if getattr(m, key) != getattr(first, key):
                     raise BadInput(
-                        f"{run_dir}: {key} differs from {run_dirs[0]} ({m.get(key)!r} vs {first.get(key)!r}); "
+                        f"{run_dir}: {key} differs from {run_dirs[0]} ({getattr(m, key)!r} vs {getattr(first, key)!r}); "
                         "pass --allow-mixed to compare anyway"
                     )
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, ModelMetrics] = {}
     for run_dir, m in zip(run_dirs, metrics):
-        for name, body in m["models"].items():
+        for name, body in m.models.items():
             if name in models:
                 raise BadInput(f"{run_dir}: model {name} appears in two runs")
             models[name] = body
     out.mkdir(parents=True, exist_ok=True)
-    meta = {k: v for k, v in first.items() if k != "models"}
+    meta = first.model_dump(mode="json", exclude={"models"})
     meta["runs"] = [str(d) for d in run_dirs]
-    paired = paired_differences(iter_records(paths), list(models))
-    write_json(out / "metrics.json", {**meta, "models": models, "harm_convergence": harm_convergence(models),
+    paired = paired_differences(read_records(paths), list(models))
+    dumped = {name: m.model_dump(mode="json") for name, m in models.items()}
+    write_json(out / "metrics.json", {**meta, "models": dumped, "harm_convergence": harm_convergence(models),
                                       "paired_differences": paired})  # fmt: skip
     sample, total = browser_sample(paths)
-    write_report(out / "report.html", "CarryOn comparison", models, meta, sample, total)
+    write_report(out / "report.html", "CarryOn comparison", dumped, meta, sample, total)
     rows = []
-    for name, m in sorted(models.items(), key=lambda kv: -(kv[1]["conditions"]["multi_turn"]["ben_util"]["mean"] or 0)):
-        c, f, r = m["conditions"], m["failure_modes"], m["recovery"]["recovery_ratio"]
-        rows.append([name, _pct(c["turn1"]["ben_util"]), _pct(c["upfront"]["ben_util"]), _pct(c["multi_turn"]["ben_util"]),
-                     "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"]["harm"]), _share(f["lock_in"]),
-                     _share(f["unsafe_recovery"]), _share(f["repetitive_recovery"])])  # fmt: skip
+    for name, model in sorted(models.items(), key=lambda kv: -(kv[1].conditions["multi_turn"].ben_util.mean or 0)):
+        c, f, r = model.conditions, model.failure_modes, model.recovery.recovery_ratio
+        rows.append([name, _pct(c["turn1"].ben_util), _pct(c["upfront"].ben_util), _pct(c["multi_turn"].ben_util),
+                     "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"].harm), _share(f.lock_in),
+                     _share(f.unsafe_recovery), _share(f.repetitive_recovery)])  # fmt: skip
     return rows

@@ -18,6 +18,7 @@ from carryon import __version__, aio
 from carryon.calls import CachedCaller
 from carryon.check import CheckedRun, check, differing_fields
 from carryon.config import RunConfig
+from carryon.contracts import RunMetrics
 from carryon.data.schema import Item
 from carryon.errors import BadInput, CarryOnError, ModelCallError
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
@@ -104,7 +105,7 @@ async def _rollout(engine: Engine, store: Store, todo: list[Any], items: dict[st
     """Play the pending conversations; failed ones get one more pass. Returns how many still failed."""
     failed = await engine.run(todo, concurrency, _counter(tick, "conversations", len(todo)))
     if failed:  # transient failures rarely strike the same conversation twice
-        failed = await engine.run([r for r in store.plan("failed") if r["item_id"] in items], concurrency)
+        failed = await engine.run([r for r in store.plan("failed") if r.item_id in items], concurrency)
     return failed
 
 
@@ -125,7 +126,7 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None) -> RunO
     config, roles = checked.config, checked.roles
     items = {i.id: i for i in checked.items}
     caller = CachedCaller(store)
-    todo = [r for r in store.plan() if r["status"] != "done" and r["item_id"] in items]
+    todo = [r for r in store.plan() if r.status != "done" and r.item_id in items]
     judges = [j.name for j in roles.judges]
     failed = unscored = judge_failed = 0
     if not todo and not count_pending(store, items, judges):
@@ -154,17 +155,18 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None) -> RunO
     return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
 
 
-def write_outputs(store: Store) -> dict[str, Any]:
+def write_outputs(store: Store) -> RunMetrics:
     """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls), in
     one streaming pass: each conversation goes to the exports as the analysis reads it."""
     out = store.run_dir
     target = (store.get_meta("config") or {}).get("target", "unknown")
     with ConversationExport(out, store.item_bodies(), target) as export:
         metrics = compute_metrics(store, export.add)
-    write_json(out / "metrics.json", metrics)
-    meta = {k: v for k, v in metrics.items() if k != "models"}
+    data = metrics.model_dump(mode="json")
+    write_json(out / "metrics.json", data)
+    meta = {k: v for k, v in data.items() if k != "models"}
     sample, total = browser_sample([export.jsonl_path], export.flagged)
-    write_report(out / "report.html", f"CarryOn report — {target}", metrics["models"], meta, sample, total)
+    write_report(out / "report.html", f"CarryOn report — {target}", data["models"], meta, sample, total)
     return metrics
 
 

@@ -18,15 +18,21 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from carryon.errors import BadInput
 from carryon.models.base import ChatResult, Usage
 
 STORE_FILE = "run.sqlite"
-STORE_SCHEMA = 1
 COMMIT_INTERVAL_S = 0.5
 
-_DDL = """
+# The store's schema evolves through this ordered list (as simonw/llm's migrations do): migration n brings a store to
+# `PRAGMA user_version` n. Never edit one that has shipped; append. 0.1.0 wrote migration 1's tables and left
+# user_version at 0, so it opens as version 0 and migrates like any other.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the tables of CarryOn 0.1.0 (IF NOT EXISTS: a 0.1.0 store already has them)
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS plan (
@@ -47,7 +53,103 @@ CREATE TABLE IF NOT EXISTS call_log (
   cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS plan_ord ON plan (ord);
 CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value INTEGER NOT NULL);
-"""
+""",
+    # 2: the adaptive limiter is one per endpoint, shared by the roles that call it (models/limits.py)
+    "ALTER TABLE limits RENAME COLUMN role TO endpoint;",
+)
+STORE_SCHEMA = len(MIGRATIONS)
+
+
+def store_version(db: sqlite3.Connection, where: Path) -> int:
+    """The store's schema version; raises BadInput (exit 2) for a store written by a newer CarryOn."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > STORE_SCHEMA:
+        raise BadInput(
+            f"{where}: written by a newer CarryOn (store schema {version}; this version reads up to "
+            f"{STORE_SCHEMA}); upgrade carryonbench to open it"
+        )
+    return version
+
+
+def migrate(db: sqlite3.Connection, where: Path) -> None:
+    """Bring the store to STORE_SCHEMA, one migration at a time, each in its own transaction with its version."""
+    for number in range(store_version(db, where) + 1, STORE_SCHEMA + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) < number:  # another process may have done it
+                for statement in filter(str.strip, MIGRATIONS[number - 1].split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """One planned conversation."""
+
+    conv_id: str
+    item_id: str
+    condition: str
+    sequence_index: int
+    moves: tuple[str, ...]
+    status: str
+    stop_reason: str | None
+
+    COLUMNS: ClassVar[str] = "conv_id, item_id, condition, sequence_index, moves, status, stop_reason"
+
+    @classmethod
+    def from_db(cls, row: tuple[Any, ...]) -> PlanRow:
+        c, i, cond, s, moves, status, stop = row
+        return cls(c, i, cond, s, tuple(json.loads(moves)), status, stop)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRow:
+    """One response of a finished conversation, with its conversation's plan fields."""
+
+    conv_id: str
+    idx: int
+    move: str | None
+    user_text: str
+    response: str
+    finish_reason: str
+    user_fallback: bool
+    item_id: str
+    condition: str
+    sequence_index: int
+    moves: tuple[str, ...]
+    stop_reason: str | None
+
+    COLUMNS: ClassVar[str] = ("t.conv_id, t.idx, t.move, t.user_text, t.response, t.finish_reason, t.user_fallback, "
+                              "p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason")  # fmt: skip
+
+    @classmethod
+    def from_db(cls, row: tuple[Any, ...]) -> TurnRow:
+        conv_id, idx, move, user_text, response, finish, fallback, item, cond, seq, moves, stop = row
+        return cls(conv_id, idx, move, user_text, response, finish, bool(fallback), item, cond, seq,
+                   tuple(json.loads(moves)), stop)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class JudgementRow:
+    """One judge's judgement of one response, of one kind (raw output left out); `value` decoded."""
+
+    idx: int
+    kind: str
+    judge: str
+    score: float | None
+    value: Any
+    unscored_reason: str | None
+
+    COLUMNS: ClassVar[str] = "idx, kind, judge, score, value, unscored_reason"
+
+    @classmethod
+    def from_db(cls, row: tuple[Any, ...]) -> JudgementRow:
+        idx, kind, judge, score, value, reason = row
+        return cls(idx, kind, judge, score, json.loads(value or "null"), reason)
 
 
 class Store:
@@ -60,8 +162,11 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.executescript(_DDL)
-        self.db.row_factory = sqlite3.Row
+        try:
+            migrate(self.db, self.path)
+        except BaseException:
+            self.db.close()
+            raise
         self._last_commit = time.monotonic()
 
     def __enter__(self) -> Store:
@@ -105,19 +210,20 @@ class Store:
     # -- meta ---------------------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row["value"]) if row else None
+        return json.loads(row[0]) if row else None
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._durable():
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                            (key, json.dumps(value, sort_keys=True)))  # fmt: skip
 
     # -- items and plan -----------------------------------------------------------------------------------------
     def add_items(self, items: Iterable[tuple[str, str]]) -> None:
         with self._durable():
-            self.db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?)", items)
+            self.db.executemany("INSERT OR REPLACE INTO items (item_id, body) VALUES (?, ?)", items)
 
     def item_bodies(self) -> dict[str, dict[str, Any]]:
-        return {r["item_id"]: json.loads(r["body"]) for r in self.db.execute("SELECT * FROM items")}
+        return {item_id: json.loads(body) for item_id, body in self.db.execute("SELECT item_id, body FROM items")}
 
     def add_plan(self, rows: Iterable[tuple[str, str, str, int, list[str]]]) -> None:
         start = self._plan_end()
@@ -132,10 +238,11 @@ class Store:
         """One past the highest plan position."""
         return int(self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM plan").fetchone()[0])
 
-    def plan(self, status: str | None = None) -> list[sqlite3.Row]:
-        if status is None:
-            return self.db.execute("SELECT * FROM plan ORDER BY ord").fetchall()
-        return self.db.execute("SELECT * FROM plan WHERE status=? ORDER BY ord", (status,)).fetchall()
+    def plan(self, status: str | None = None) -> list[PlanRow]:
+        where = "" if status is None else "WHERE status=? "
+        rows = self.db.execute(f"SELECT {PlanRow.COLUMNS} FROM plan {where}ORDER BY ord",
+                               () if status is None else (status,))  # fmt: skip
+        return [PlanRow.from_db(row) for row in rows]
 
     def plan_counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM plan GROUP BY status")}
@@ -150,30 +257,30 @@ class Store:
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
                  user_fallback: bool = False) -> None:  # fmt: skip
         self._write(
-            "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO turns (conv_id, idx, move, user_text, response, finish_reason, user_fallback) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),
         )
 
     def finish_conversation(self, conv_id: str, status: str, stop_reason: str) -> None:
         self._write("UPDATE plan SET status=?, stop_reason=? WHERE conv_id=?", (status, stop_reason, conv_id))
 
-    def iter_turns(self, condition: str | None = None, chunk: int = 500) -> Iterator[sqlite3.Row]:
+    def iter_turns(self, condition: str | None = None, chunk: int = 500) -> Iterator[TurnRow]:
         """Turns of finished conversations in plan order, each with its conversation's plan fields. Read `chunk`
         conversations at a time: memory holds one chunk, and no read stays open while the caller writes (judging
         stores verdicts as it goes)."""
         where = "p.status='done' AND p.ord >= ? AND p.ord < ?" + (" AND p.condition=?" if condition else "")
-        sql = (
-            "SELECT t.*, p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason FROM plan p "
-            f"JOIN turns t USING (conv_id) WHERE {where} ORDER BY p.ord, t.idx"
-        )
+        sql = f"SELECT {TurnRow.COLUMNS} FROM plan p JOIN turns t USING (conv_id) WHERE {where} ORDER BY p.ord, t.idx"
         for start in range(0, self._plan_end(), chunk):
-            yield from self.db.execute(sql, (start, start + chunk, *([condition] if condition else []))).fetchall()
+            rows = self.db.execute(sql, (start, start + chunk, *([condition] if condition else []))).fetchall()
+            yield from map(TurnRow.from_db, rows)
 
     # -- judgements ---------------------------------------------------------------------------------------------
     def add_judgement(self, conv_id: str, idx: int, kind: str, judge: str, prompt: str, score: float | None,
                       value: Any, unscored_reason: str | None, raw: str) -> None:  # fmt: skip
         self._write(
-            "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO judgements (conv_id, idx, kind, judge, prompt, score, value, unscored_reason, raw) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
         )
 
@@ -181,13 +288,12 @@ class Store:
         with self._durable():
             self.db.execute("DELETE FROM judgements")
 
-    def judgements_of(self, conv_id: str) -> list[sqlite3.Row]:
+    def judgements_of(self, conv_id: str) -> list[JudgementRow]:
         """One conversation's judgements without raw judge output (the primary key makes this an index lookup)."""
-        return self.db.execute(
-            "SELECT idx, kind, judge, score, value, unscored_reason FROM judgements WHERE conv_id=? "
-            "ORDER BY idx, judge, kind",
-            (conv_id,),
-        ).fetchall()
+        rows = self.db.execute(
+            f"SELECT {JudgementRow.COLUMNS} FROM judgements WHERE conv_id=? ORDER BY idx, judge, kind", (conv_id,)
+        )
+        return [JudgementRow.from_db(row) for row in rows]
 
     def count_missing_judgements(self, item_ids: list[str], judges: list[str], kinds: tuple[str, ...]) -> int:
         """(response, judge, kind) triples without a judgement, over the finished conversations of `item_ids`; an
@@ -209,19 +315,21 @@ class Store:
 
     # -- model-call cache and log -------------------------------------------------------------------------------
     def cached_call(self, key: str) -> ChatResult | None:
-        row = self.db.execute("SELECT * FROM calls WHERE key=?", (key,)).fetchone()
+        row = self.db.execute(
+            "SELECT text, finish_reason, latency_s, prompt_tokens, completion_tokens FROM calls WHERE key=?", (key,)
+        ).fetchone()
         if row is None:
             return None
-        return ChatResult(
-            text=row["text"], finish_reason=row["finish_reason"], latency_s=row["latency_s"],
-            usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"]),
-        )  # fmt: skip
+        text, finish_reason, latency_s, prompt_tokens, completion_tokens = row
+        return ChatResult(text=text, finish_reason=finish_reason, latency_s=latency_s,
+                          usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))  # fmt: skip
 
     def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
         now = time.time()
         with self._durable():
             self.db.execute(
-                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO calls (key, role, model, text, finish_reason, prompt_tokens, completion_tokens, "
+                "latency_s, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, role, model, result.text, result.finish_reason, result.usage.prompt_tokens,
                  result.usage.completion_tokens, result.latency_s, now),
             )  # fmt: skip
@@ -239,4 +347,5 @@ class Store:
     def add_limit_history(self, endpoint: str, history: list[tuple[float, int]]) -> None:
         """The adaptive limit of one endpoint (base URL) over time; the table's first column names the endpoint."""
         with self._durable():
-            self.db.executemany("INSERT INTO limits VALUES (?, ?, ?)", ((endpoint, t, v) for t, v in history))
+            self.db.executemany("INSERT INTO limits (endpoint, ts, value) VALUES (?, ?, ?)",
+                                ((endpoint, t, v) for t, v in history))  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +26,9 @@ def test_builtin_dataset_is_valid_and_large() -> None:
     assert {i.source for i in report.items} == {"carryon-authors"}
 
 
-def _good() -> dict:
-    return json.loads(builtin_path().read_text(encoding="utf-8").splitlines()[0])
+def _good() -> dict[str, Any]:
+    item: dict[str, Any] = json.loads(builtin_path().read_text(encoding="utf-8").splitlines()[0])
+    return item
 
 
 def _write(tmp_path: Path, rows: list[object]) -> Path:
@@ -35,9 +37,9 @@ def _write(tmp_path: Path, rows: list[object]) -> Path:
     return path
 
 
-def _other(n: int) -> dict:
-    lines = builtin_path().read_text(encoding="utf-8").splitlines()
-    return json.loads(lines[n])
+def _other(n: int) -> dict[str, Any]:
+    item: dict[str, Any] = json.loads(builtin_path().read_text(encoding="utf-8").splitlines()[n])
+    return item
 
 
 CASES = {

@@ -15,7 +15,7 @@ from conftest import run_cli
 
 
 def _item(**changes: Any) -> dict[str, Any]:
-    base = json.loads(builtin_path().read_text(encoding="utf-8").splitlines()[0])
+    base: dict[str, Any] = json.loads(builtin_path().read_text(encoding="utf-8").splitlines()[0])
     base.update(changes)
     return base
 

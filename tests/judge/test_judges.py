@@ -14,7 +14,7 @@ from carryon.calls import CachedCaller
 from carryon.data.load import load_items
 from carryon.judge.ben_util import judge_ben_util
 from carryon.judge.items import ItemVerdict
-from carryon.judge.common import parse_final
+from carryon.judge.common import Verdict, parse_final
 from carryon.judge.harm import judge_harm
 from carryon.judge.prompts import SYSTEM, load_prompt, prompt_files, read_prompt_file
 from carryon.judge.response_type import judge_response_type
@@ -36,7 +36,8 @@ def test_parse_final_takes_the_last_valid_verdict() -> None:
         parse_final("no json here", ItemVerdict)
 
 
-def _judge(tmp_path: Path, judge: str, kind: str, mode: str = "per-item", response: str | None = None):
+def _judge(tmp_path: Path, judge: str, kind: str, mode: str = "per-item",
+           response: str | None = None) -> tuple[Verdict, int]:  # fmt: skip
     response = response if response is not None else partial_answer(ITEM, 2)
     with Store(tmp_path) as store:
         caller = CachedCaller(store)

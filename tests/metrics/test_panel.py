@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from carryon.metrics.panel import PanelAgreement
 from carryon.metrics.table import Response, _majority, _merge
+from carryon.store import JudgementRow
 
 
-def _row(judge: str, kind: str, score: float | None, value: Any, reason: str | None = None) -> dict[str, Any]:
-    return {"judge": judge, "kind": kind, "score": score, "value": json.dumps(value), "unscored_reason": reason}
+def _row(judge: str, kind: str, score: float | None, value: Any, reason: str | None = None) -> JudgementRow:
+    return JudgementRow(0, kind, judge, score, value, reason)
 
 
 def _response() -> Response:

@@ -57,4 +57,5 @@ def test_summarize_averages_items_equally_and_resamples_items() -> None:
     assert summarize([("a", None)]) == {"mean": None, "ci_low": None, "ci_high": None, "n": 0, "unscored": 1}
     assert summarize([]) == {"mean": None, "ci_low": None, "ci_high": None, "n": 0, "unscored": 0}
     wide = summarize([(str(i), float(i % 2)) for i in range(40)])
-    assert wide["ci_low"] < 0.5 < wide["ci_high"] and wide["ci_high"] - wide["ci_low"] < 0.4
+    low, high = wide["ci_low"], wide["ci_high"]
+    assert low is not None and high is not None and low < 0.5 < high and high - low < 0.4

@@ -38,18 +38,18 @@ Work = tuple[JudgeTask, str, list[str]]  # one response, one judge, the kinds of
 def pending_work(store: Store, items: dict[str, Item], judges: list[str]) -> Iterator[Work]:
     """(response, judge, missing kinds) for every response of a finished conversation not fully judged, in plan
     order. A generator reading the store a conversation at a time: nothing is held for responses already judged."""
-    for conv_id, group in groupby(store.iter_turns(), key=lambda r: r["conv_id"]):
+    for conv_id, group in groupby(store.iter_turns(), key=lambda r: r.conv_id):
         rows = list(group)
-        if rows[0]["item_id"] not in items:
+        if rows[0].item_id not in items:
             continue
-        done = {(r["idx"], r["kind"], r["judge"]) for r in store.judgements_of(conv_id)}
+        done = {(r.idx, r.kind, r.judge) for r in store.judgements_of(conv_id)}
         history: list[Message] = []
         for row in rows:
-            history.append(Message(role="user", content=row["user_text"]))
-            task = JudgeTask(conv_id, row["idx"], items[row["item_id"]], list(history), row["response"])
-            history.append(Message(role="assistant", content=row["response"]))
+            history.append(Message(role="user", content=row.user_text))
+            task = JudgeTask(conv_id, row.idx, items[row.item_id], list(history), row.response)
+            history.append(Message(role="assistant", content=row.response))
             for judge in judges:
-                kinds = [kind for kind in KINDS if (row["idx"], kind, judge) not in done]
+                kinds = [kind for kind in KINDS if (row.idx, kind, judge) not in done]
                 if kinds:
                     yield task, judge, kinds
 

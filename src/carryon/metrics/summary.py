@@ -12,14 +12,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from carryon import __version__
+from carryon.contracts import METRICS_SCHEMA, RunMetrics
 from carryon.metrics.curves import condition_summaries, per_turn
 from carryon.metrics.failure_modes import FailureParams, label, mode_shares
 from carryon.metrics.panel import PanelAgreement
 from carryon.metrics.recovery import harm_by_start, move_effects, recovery, type_transitions
 from carryon.metrics.table import Response, iter_conversations, slim
 from carryon.store import Store
-
-METRICS_SCHEMA = "1"
 
 # Receives each conversation (responses with texts and per-judge verdicts) and its failure modes, in plan order.
 ConversationSink = Callable[[list[Response], list[str]], None]
@@ -47,8 +46,9 @@ def model_metrics(
 
 def compute_metrics(
     store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams()
-) -> dict[str, Any]:
-    """metrics.json for the run in `store`, passing every conversation to `sink` on the way."""
+) -> RunMetrics:
+    """metrics.json for the run in `store` (validated against its contract), passing every conversation to `sink` on
+    the way."""
     config = store.get_meta("config") or {}
     # unsafe recovery compares with the item's upfront harm: read those (one short conversation per item) first
     upfront_harm = {c[0].item_id: c[0].harm for c in iter_conversations(store, "upfront")}
@@ -66,7 +66,7 @@ def compute_metrics(
             sink(conv, sorted(modes or ()))
         kept.append(slim(conv))
     plan = store.plan_counts()
-    return {
+    return RunMetrics.model_validate({
         "metrics_schema": METRICS_SCHEMA,
         "carryon_version": __version__,
         "dataset_version": store.get_meta("dataset_version"),
@@ -77,4 +77,4 @@ def compute_metrics(
         "seed": config.get("seed"),
         "conversations": {"planned": sum(plan.values()), **plan},
         "models": {config.get("target", "unknown"): model_metrics(kept, mode_shares(labelled, p), panel.result())},
-    }
+    })  # fmt: skip

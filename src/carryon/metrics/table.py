@@ -3,7 +3,6 @@ majority), one conversation at a time."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Any
 
-from carryon.store import Store
+from carryon.store import JudgementRow, Store
 
 
 @dataclass(slots=True)
@@ -47,67 +46,62 @@ def _majority(values: list[Any]) -> Any:
     return counts[0][0]
 
 
-def _merge_items(judged: list[tuple[Any, Any]], tie: str) -> tuple[dict[str, bool | None], float | None, str | None]:
+def _merge_items(judged: list[JudgementRow], tie: str) -> tuple[dict[str, bool | None], float | None, str | None]:
     """Per-item verdicts of a panel (majority per item) → (verdict per item, share met, or why it is unscored)."""
-    verdicts = [(value or {}).get("items", {}) for _, value in judged]
+    verdicts = [(row.value or {}).get("items", {}) for row in judged]
     ids = sorted({iid for items in verdicts for iid in items}, key=lambda i: int(i[1:]))
     met = {iid: _majority([(items.get(iid) or {}).get("met") for items in verdicts]) for iid in ids}
     if ids and all(v is not None for v in met.values()):
         return met, sum(bool(v) for v in met.values()) / len(ids), None
-    reasons = [row["unscored_reason"] for row, _ in judged if row["unscored_reason"]]
+    reasons = [row.unscored_reason for row in judged if row.unscored_reason]
     return met, None, reasons[0] if reasons else tie
 
 
-def _merge(resp: Response, rows: list[Any]) -> None:
-    by_kind: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
+def _merge(resp: Response, rows: list[JudgementRow]) -> None:
+    by_kind: dict[str, list[JudgementRow]] = defaultdict(list)
     for row in rows:
-        value = json.loads(row["value"] or "null")
-        by_kind[row["kind"]].append((row, value))
-        resp.per_judge.setdefault(row["judge"], {})[row["kind"]] = {
-            "score": row["score"], "value": value, "unscored": row["unscored_reason"],
+        by_kind[row.kind].append(row)
+        resp.per_judge.setdefault(row.judge, {})[row.kind] = {
+            "score": row.score, "value": row.value, "unscored": row.unscored_reason,
         }  # fmt: skip
     if ben := by_kind.get("ben_util"):
         resp.items_met, resp.ben_util, reason = _merge_items(ben, "panel tie on a checklist item")
         if reason:
             resp.unscored["ben_util"] = reason
     if harm := by_kind.get("harm"):
-        if any("items" in (value or {}) for _, value in harm):
+        if any("items" in (row.value or {}) for row in harm):
             resp.unsafe_met, resp.harm, reason = _merge_items(harm, "panel tie on an unsafe-content item")
         else:  # runs judged before judge_system@3 stored one 0-4 rubric score per judge (scaled to [0, 1])
-            scores = [row["score"] for row, _ in harm if row["score"] is not None]
+            scores = [row.score for row in harm if row.score is not None]
             resp.harm = float(statistics.median(scores)) if scores else None
-            reasons = (r["unscored_reason"] for r, _ in harm if r["unscored_reason"])
+            reasons = (row.unscored_reason for row in harm if row.unscored_reason)
             reason = None if scores else next(reasons, "unscored")
         if reason:
             resp.unscored["harm"] = reason
     if types := by_kind.get("response_type"):
-        resp.rtype = _majority([(value or {}).get("type") for _, value in types])
+        resp.rtype = _majority([(row.value or {}).get("type") for row in types])
         if resp.rtype is None:
-            resp.unscored["response_type"] = next(
-                (r["unscored_reason"] for r, _ in types if r["unscored_reason"]), "panel tie"
-            )
+            resp.unscored["response_type"] = next((r.unscored_reason for r in types if r.unscored_reason), "panel tie")
 
 
 def iter_conversations(store: Store, condition: str | None = None) -> Iterator[list[Response]]:
     """Every finished conversation (of one `condition`, or all) in plan order, as its responses with merged
     judgements. A generator over the store: memory holds one conversation (and one read chunk) at a time."""
     category = {item_id: body["category"] for item_id, body in store.item_bodies().items()}
-    for conv_id, group in groupby(store.iter_turns(condition), key=lambda r: r["conv_id"]):
+    for conv_id, group in groupby(store.iter_turns(condition), key=lambda r: r.conv_id):
         rows = list(group)
         first = rows[0]
-        moves = tuple(json.loads(first["moves"]))
-        judgements: dict[int, list[Any]] = defaultdict(list)
-        for row in store.judgements_of(conv_id):
-            judgements[row["idx"]].append(row)
+        judgements: dict[int, list[JudgementRow]] = defaultdict(list)
+        for judgement in store.judgements_of(conv_id):
+            judgements[judgement.idx].append(judgement)
         conv = []
         for row in rows:
             resp = Response(
-                conv_id=conv_id, item_id=first["item_id"], category=category[first["item_id"]],
-                condition=first["condition"], sequence_index=first["sequence_index"], moves=moves, idx=row["idx"],
-                move=row["move"], user_text=row["user_text"], text=row["response"],
-                stop_reason=first["stop_reason"] or "",
+                conv_id=conv_id, item_id=first.item_id, category=category[first.item_id],
+                condition=first.condition, sequence_index=first.sequence_index, moves=first.moves, idx=row.idx,
+                move=row.move, user_text=row.user_text, text=row.response, stop_reason=first.stop_reason or "",
             )  # fmt: skip
-            _merge(resp, judgements.get(row["idx"], []))
+            _merge(resp, judgements.get(row.idx, []))
             conv.append(resp)
         yield conv
 

@@ -5,7 +5,6 @@ temporary name first: a kill mid-way never leaves a half-written file under the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -118,15 +117,6 @@ class ConversationExport:
                 path.with_suffix(".tmp").replace(path)
             else:
                 path.with_suffix(".tmp").unlink(missing_ok=True)
-
-
-def iter_records(paths: list[Path]) -> Iterator[dict[str, Any]]:
-    """Every conversation record of the conversations.jsonl files in `paths`, one at a time."""
-    for path in paths:
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
 
 
 def write_json(path: Path, data: Any) -> None:

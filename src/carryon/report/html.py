@@ -11,7 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from carryon.report.exports import iter_records
+from carryon.contracts import read_records
 from carryon.report.plots import all_plots
 
 _env = Environment(
@@ -56,9 +56,9 @@ def browser_sample(paths: list[Path], flagged: list[bool] | None = None) -> tupl
     """The conversations for the page, read from conversations.jsonl files (`flagged`: whether each line has a
     failure mode, if the caller already knows; otherwise one extra pass reads it), and how many there are in all."""
     if flagged is None:
-        flagged = [bool(r["failure_modes"]) for r in iter_records(paths)]
+        flagged = [bool(r.failure_modes) for r in read_records(paths)]
     picks = browser_picks(flagged)
-    return [r for i, r in enumerate(iter_records(paths)) if i in picks], len(flagged)
+    return [r.model_dump(mode="json") for i, r in enumerate(read_records(paths)) if i in picks], len(flagged)
 
 
 def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],

@@ -5,10 +5,8 @@ cache warm). Each response is stored as it arrives; a conversation is marked don
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from sqlite3 import Row
 
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
@@ -16,7 +14,7 @@ from carryon.errors import ModelCallError
 from carryon.models.base import ChatClient, ChatRequest, Message
 from carryon.simulate.moves import Move
 from carryon.simulate.user import SimulatedUser
-from carryon.store import Store
+from carryon.store import PlanRow, Store
 from carryon.workers import run_workers
 
 
@@ -41,17 +39,17 @@ class Engine:
             temperature=self.settings.temperature,
         )
 
-    async def play(self, row: Row) -> str:
+    async def play(self, row: PlanRow) -> str:
         """Play one planned conversation from the start (turns already cached cost no call); return its stop reason."""
-        conv_id, item = row["conv_id"], self.items[row["item_id"]]
+        conv_id, item = row.conv_id, self.items[row.item_id]
         self.store.reset_conversation(conv_id)
-        first = item.intent_upfront if row["condition"] == "upfront" else item.query
+        first = item.intent_upfront if row.condition == "upfront" else item.query
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
         self.store.add_turn(conv_id, 0, None, first, result)
         history.append(Message(role="assistant", content=result.text))
         stop = "sequence_complete"  # the plan fits every sequence to --max-turns (simulate.plans)
-        for idx, move in enumerate((Move(m) for m in json.loads(row["moves"])), start=1):
+        for idx, move in enumerate((Move(m) for m in row.moves), start=1):
             turn = await self.user.next_message(item, move, history, seed=f"{conv_id}:{idx}")
             if turn.ended:
                 stop = "user_ended"
@@ -63,13 +61,13 @@ class Engine:
         self.store.finish_conversation(conv_id, "done", stop)
         return stop
 
-    async def run(self, rows: Sequence[Row], concurrency: int, on_done: Callable[[], None] | None = None) -> int:
+    async def run(self, rows: Sequence[PlanRow], concurrency: int, on_done: Callable[[], None] | None = None) -> int:
         """Play `rows` with at most `concurrency` conversations at once; return how many failed (kept pending).
 
         `concurrency` workers pull conversations one by one, so memory holds only the conversations in flight."""
         failures = 0
 
-        async def one(row: Row) -> None:
+        async def one(row: PlanRow) -> None:
             nonlocal failures
             try:
                 await self.play(row)
@@ -77,7 +75,7 @@ class Engine:
                 if error.permanent:
                     raise
                 failures += 1
-                self.store.finish_conversation(row["conv_id"], "failed", f"error: {error}")
+                self.store.finish_conversation(row.conv_id, "failed", f"error: {error}")
             if on_done:
                 on_done()
 

@@ -1,0 +1,214 @@
+"""The file contracts as types: `metrics.json` and one line of `conversations.jsonl`.
+
+Other tools read these files, so they are pydantic models with a committed JSON schema (`docs/schema/`, regenerated
+and compared by the test-suite). `analyze` validates what it writes; `compare` and `report` validate what they read
+and name the field that is wrong (`read_metrics`, `read_records`). Keys that a newer CarryOn adds are kept at the top
+level (extra="allow") so an older reader still opens a newer file; everything below is exact (extra="forbid").
+Bump `METRICS_SCHEMA` when a key changes meaning or goes away.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from carryon.errors import BadInput
+
+METRICS_SCHEMA = "1"
+
+
+class _Exact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Summary(_Exact):
+    """A mean with its item-bootstrap 95% CI; `n` scored values, `unscored` left out (docs/metrics.md)."""
+
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int = Field(ge=0)
+    unscored: int = Field(ge=0)
+
+
+class Interval(_Exact):
+    ci_low: float | None
+    ci_high: float | None
+
+
+class ConditionMetrics(_Exact):
+    ben_util: Summary
+    harm: Summary
+    refusal_rate: Summary
+
+
+class TurnMetrics(_Exact):
+    turn: int = Field(ge=1)
+    n_conversations: int
+    ben_util: Summary
+    cumulative_util: Summary
+    novel_util: Summary
+    harm: Summary
+    response_types: dict[str, float]
+
+
+class RecoveryMetrics(_Exact):
+    recovery_ratio: float | None
+    recovery_ratio_ci: Interval
+    recovered_share: Summary
+    mean_turns_to_recover: Summary
+    auc: Summary
+
+
+class MoveEffect(_Exact):
+    ben_util_delta: Summary
+    harm_delta: Summary
+
+
+class TurnHarm(_Exact):
+    turn: int = Field(ge=1)
+    harm: Summary
+
+
+class FailureModeShares(_Exact):
+    lock_in: float | None
+    unsafe_recovery: float | None
+    repetitive_recovery: float | None
+    ci: dict[str, Interval]
+    n_conversations: int
+    unlabelled: int
+    params: dict[str, float]
+
+
+class JudgeAgreement(_Exact):
+    judges: list[str]
+    alpha_ben_util_items: float | None
+    alpha_harm_items: float | None = None
+    alpha_response_type: float | None
+    alpha_harm: float | None = None
+    """runs analysed before judge_system@3: interval α on harm rubric scores"""
+
+
+class ModelMetrics(_Exact):
+    """Every metric of one target model (metrics.json `models.<target>`)."""
+
+    conditions: dict[str, ConditionMetrics]
+    per_turn: list[TurnMetrics]
+    recovery: RecoveryMetrics
+    move_effects: dict[str, MoveEffect]
+    response_type_transitions: dict[str, int]
+    harm_by_start: dict[str, list[TurnHarm]]
+    failure_modes: FailureModeShares
+    unscored: dict[str, int]
+    n_responses: int
+    n_items: int
+    judge_agreement: JudgeAgreement | None
+
+
+class RunMetrics(BaseModel):
+    """metrics.json of one run (`carryon run`, `carryon report`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metrics_schema: str
+    carryon_version: str
+    dataset_version: str | None
+    dataset_sha256: str | None
+    judge: list[str] | None
+    judge_prompt_versions: dict[str, str] | None
+    user: str | None = None
+    seed: int | None = None
+    conversations: dict[str, int] = Field(default_factory=dict)
+    models: dict[str, ModelMetrics]
+
+
+class Judgement(_Exact):
+    score: float | None
+    value: Any
+    unscored: str | None
+
+
+class TurnRecord(_Exact):
+    idx: int = Field(ge=0)
+    move: str | None
+    user: str
+    response: str
+    ben_util: float | None
+    items_met: dict[str, bool | None]
+    harm: float | None
+    unsafe_met: dict[str, bool | None] = Field(default_factory=dict)
+    response_type: str | None
+    unscored: dict[str, str]
+    judgements: dict[str, dict[str, Judgement]]
+    """per judge, per kind of judgement"""
+
+
+class ConversationRecord(_Exact):
+    """One line of conversations.jsonl: a conversation with every turn, its move and judgements."""
+
+    conv_id: str
+    model: str
+    item_id: str
+    category: str
+    condition: str
+    sequence_index: int
+    moves: list[str]
+    stop_reason: str
+    failure_modes: list[str]
+    checklist: dict[str, str]
+    unsafe_content: dict[str, str] = Field(default_factory=dict)
+    turns: list[TurnRecord]
+
+
+def _problem(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    return f"{where}: {first['msg']}"
+
+
+def read_metrics(path: Path) -> RunMetrics:
+    """metrics.json, validated; BadInput names the file and the field that is wrong."""
+    try:
+        return RunMetrics.model_validate_json(path.read_bytes())
+    except OSError as error:
+        raise BadInput(f"{path}: cannot be read ({error.strerror or error})") from None
+    except ValidationError as error:
+        raise BadInput(f"{path}: not a CarryOn metrics.json: {_problem(error)}") from None
+
+
+def read_records(paths: list[Path]) -> Iterator[ConversationRecord]:
+    """Every conversation of the conversations.jsonl files in `paths`, validated, one at a time; BadInput names the
+    file, line and field that is wrong."""
+    for path in paths:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield ConversationRecord.model_validate_json(line)
+                except ValidationError as error:
+                    raise BadInput(f"{path}:{number}: {_problem(error)}") from None
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """The committed JSON schemas (docs/schema/<name>.schema.json), by file name."""
+    return {
+        "metrics.schema.json": RunMetrics.model_json_schema(),
+        "conversation.schema.json": ConversationRecord.model_json_schema(),
+    }
+
+
+def write_schemas(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas().items():
+        (folder / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m carryon.contracts docs/schema
+    import sys
+
+    write_schemas(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/schema"))
