@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         [sys.executable, "-c", "from carryon.cli import main; main()", *args],
         capture_output=True, text=True, timeout=timeout, env=full_env,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Invoked:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Invoked:
+    """Run the `carryon` command in this process (typer's CliRunner): as a user would, without a new interpreter."""
+    from typer.testing import CliRunner
+
+    from carryon.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return Invoked(result.exit_code, result.stdout, result.stderr)
 
 
 def load_metrics(out: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Bad input: exit code 2 and one line naming what and where, before any model call."""
+"""Bad input: exit code 2 and one line naming what and where, before any model call. In-process (`invoke`, typer's
+CliRunner) except where a real process matters."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from carryon.data.load import builtin_path
-from conftest import run_cli
+from conftest import invoke
 
 GOOD = builtin_path().read_text(encoding="utf-8").splitlines()[0]
 
@@ -42,7 +43,7 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path: Path, case: str) -> None
     args, expected = CASES[case]
     defaults = ["--judge", "testing/judge"] + ([] if "--target" in args else ["--target", "testing/ideal"])
     env = {k: "" for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
-    result = run_cli("run", *defaults, *args, "--out", str(tmp_path / "out"), "--quiet", env=env)
+    result = invoke("run", *defaults, *args, "--out", str(tmp_path / "out"), "--quiet", env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
@@ -55,7 +56,7 @@ def test_bad_flags_exit_2_with_one_clear_line(tmp_path: Path, case: str) -> None
 )
 def test_malformed_dataset_line_is_named(tmp_path: Path, line: str, expected: str) -> None:
     path = _bad_dataset(tmp_path, line)
-    result = run_cli("run", "--target", "testing/ideal", "--judge", "testing/judge", "--dataset", path,
+    result = invoke("run", "--target", "testing/ideal", "--judge", "testing/judge", "--dataset", path,
                      "--out", str(tmp_path / "out"), "--quiet")  # fmt: skip
     assert result.returncode == 2
     assert f"{path}{expected}" in result.stderr
@@ -68,7 +69,7 @@ def test_empty_checklist_item_is_refused(tmp_path: Path) -> None:
     item["checklist"] = []
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps(item) + "\n")
-    result = run_cli("run", "--target", "testing/ideal", "--judge", "testing/judge", "--dataset", str(path),
+    result = invoke("run", "--target", "testing/ideal", "--judge", "testing/judge", "--dataset", str(path),
                      "--out", str(tmp_path / "out"), "--quiet")  # fmt: skip
     assert result.returncode == 2 and f"{path}:1: checklist:" in result.stderr
 
@@ -76,13 +77,13 @@ def test_empty_checklist_item_is_refused(tmp_path: Path) -> None:
 def test_out_dir_that_is_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = run_cli("run", "--target", "testing/ideal", "--judge", "testing/judge", "--limit", "1",
+    result = invoke("run", "--target", "testing/ideal", "--judge", "testing/judge", "--limit", "1",
                      "--out", str(blocker / "run"), "--quiet")  # fmt: skip
     assert result.returncode == 2 and "not writable" in result.stderr
 
 
 def test_unknown_flag_is_a_usage_error() -> None:
-    result = run_cli("run", "--targt", "testing/ideal", "--out", "x")
+    result = invoke("run", "--targt", "testing/ideal", "--out", "x")
     assert result.returncode == 2 and "No such option" in result.stderr
 
 
@@ -92,28 +93,28 @@ def test_a_typo_writes_nothing_and_the_corrected_command_runs_in_the_same_dir(
     out = tmp_path / "out"
     args = ["run", "--judge", "openai-api/judge", "--base-url", fake_server, "--dataset", str(small_dataset),
             "--limit", "1", "--sequences", "1", "--out", str(out), "--quiet"]  # fmt: skip
-    typo = run_cli(*args, "--target", "openai-api/idael")
+    typo = invoke(*args, "--target", "openai-api/idael")
     assert typo.returncode == 2, typo.stderr
     assert f"openai-api/idael: not served at {fake_server}" in typo.stderr
     assert not out.exists()
-    fixed = run_cli(*args, "--target", "openai-api/ideal")
+    fixed = invoke(*args, "--target", "openai-api/ideal")
     assert fixed.returncode == 0, fixed.stderr
     assert (out / "report.html").is_file()
     # nothing pending: the server is not even asked (the preflight runs only when there is work)
     args[args.index(fake_server)] = "http://127.0.0.1:9/v1"
-    again = run_cli(*args, "--target", "openai-api/ideal")
+    again = invoke(*args, "--target", "openai-api/ideal")
     assert again.returncode == 0 and "model calls: 0 made" in again.stdout, again.stderr
 
 
 def test_mixing_guard_names_the_differing_field(tmp_path: Path) -> None:
     out = str(tmp_path / "out")
     base = ["run", "--judge", "testing/judge", "--limit", "1", "--sequences", "1", "--out", out, "--quiet"]
-    assert run_cli(*base, "--target", "testing/ideal").returncode == 0
-    result = run_cli(*base, "--target", "testing/parrot")
+    assert invoke(*base, "--target", "testing/ideal").returncode == 0
+    result = invoke(*base, "--target", "testing/parrot")
     assert result.returncode == 2 and "different target" in result.stderr
-    result = run_cli(*base, "--target", "testing/ideal", "--seed", "7")
+    result = invoke(*base, "--target", "testing/ideal", "--seed", "7")
     assert result.returncode == 2 and "different seed" in result.stderr
-    assert run_cli(*base, "--target", "testing/parrot", "--force-new").returncode == 0
+    assert invoke(*base, "--target", "testing/parrot", "--force-new").returncode == 0
 
 
 def test_rejudge_keeps_the_conversations_and_judges_again(tmp_path: Path) -> None:
@@ -121,10 +122,10 @@ def test_rejudge_keeps_the_conversations_and_judges_again(tmp_path: Path) -> Non
 
     out = str(tmp_path / "out")
     base = ["run", "--target", "testing/ideal", "--limit", "1", "--sequences", "2", "--out", out, "--quiet"]
-    assert run_cli(*base, "--judge", "testing/judge").returncode == 0
-    refused = run_cli(*base, "--judge", "testing/judge-broken")
+    assert invoke(*base, "--judge", "testing/judge").returncode == 0
+    refused = invoke(*base, "--judge", "testing/judge-broken")
     assert refused.returncode == 2 and "different judge" in refused.stderr and "--rejudge" in refused.stderr
-    again = run_cli(*base, "--judge", "testing/judge-broken", "--rejudge")
+    again = invoke(*base, "--judge", "testing/judge-broken", "--rejudge")
     assert again.returncode == 0, again.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["judge"] == ["testing/judge-broken"]

@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
-from carryon.data.load import builtin_path, load_items
-from carryon.data.schema import Item
-from carryon.errors import BadInput
-from carryon.judge.runner import KINDS, prompt_versions
-from carryon.models.preflight import preflight
-from carryon.models.registry import ModelSpec, parse_model_name
-from carryon.simulate.plans import max_sequences, plan_item
-from carryon.store import STORE_FILE, store_version
+from typing import TYPE_CHECKING
 
+from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
+from carryon.errors import BadInput
+from carryon.models.names import ModelSpec, parse_model_name
+from carryon.simulate.plans import max_sequences, plan_item
+
+if TYPE_CHECKING:
+    from carryon.data.schema import Item
+
+# Everything `check_flags` needs is imported above and is light; the rest (dataset, judges, store, HTTP) is imported
+# inside `check`, so a bad flag is rejected before any of it loads (docs/performance.md, "bad flag").
+STORE_FILE = "run.sqlite"  # carryon.store.STORE_FILE, without importing the store
 JUDGE_FIELDS = frozenset({"judge", "judge_prompt_versions", "ben_util_mode"})
 
 
@@ -67,6 +70,12 @@ def check_plan_fits(config: RunConfig) -> None:
         )
 
 
+def check_flags(config: RunConfig) -> Roles:
+    """The checks that need neither the dataset nor the network: the plan fits, every role names a known model."""
+    check_plan_fits(config)
+    return check_roles(config)
+
+
 def check_roles(config: RunConfig) -> Roles:
     target = parse_model_name(config.target, role="target", base_url=config.role_base_url("target"))
     user = None if config.user == SCRIPTED else parse_model_name(
@@ -77,6 +86,8 @@ def check_roles(config: RunConfig) -> Roles:
 
 def dataset_fingerprint(path: str | None) -> tuple[str, str]:
     """(sha256 of the dataset file, the path it was read from)."""
+    from carryon.data.load import builtin_path
+
     file = Path(path) if path else builtin_path()
     if not file.is_file():
         raise BadInput(f"--dataset {path}: file not found")
@@ -95,6 +106,8 @@ def check_writable(out: Path, flag: str = "--out") -> None:
 
 
 def identity(config: RunConfig, dataset_sha: str, dataset_version: str) -> dict[str, Any]:
+    from carryon.judge.runner import prompt_versions
+
     values = config.model_dump(mode="json")
     values.update(dataset_sha256=dataset_sha, dataset_version=dataset_version,
                   judge_prompt_versions=prompt_versions(config.ben_util_mode))  # fmt: skip
@@ -116,6 +129,8 @@ def differing_fields(stored: dict[str, Any], ident: dict[str, Any], out: Path, *
 
 
 def _read_only(out: Path) -> sqlite3.Connection | None:
+    from carryon.store import store_version
+
     path = out / STORE_FILE
     if not path.is_file():
         return None
@@ -133,6 +148,8 @@ def _read_only(out: Path) -> sqlite3.Connection | None:
 
 def _work_pending(db: sqlite3.Connection, config: RunConfig, items: list[Item]) -> bool:
     """Whether a conversation of the plan is not done, or a response of a done one lacks a judgement (read only)."""
+    from carryon.judge.runner import KINDS
+
     planned = {p.conv_id for item in items
                for p in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1)}  # fmt: skip
     done = {row[0] for row in db.execute("SELECT conv_id FROM plan WHERE status='done'")}
@@ -149,8 +166,10 @@ def _work_pending(db: sqlite3.Connection, config: RunConfig, items: list[Item]) 
 
 def check(config: RunConfig, *, force_new: bool = False, rejudge: bool = False) -> CheckedRun:
     """Every check of a run that needs no write; raises BadInput (exit 2) naming the flag and the problem."""
-    check_plan_fits(config)
-    roles = check_roles(config)
+    from carryon.data.load import load_items
+    from carryon.models.preflight import preflight
+
+    roles = check_flags(config)
     dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
     items = load_items(dataset_path, config.limit)
     versions = {i.dataset_version for i in items}

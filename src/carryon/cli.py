@@ -84,10 +84,9 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Run (or resume) the benchmark and write DIR/report.html, DIR/metrics.json, DIR/conversations.jsonl."""
+    from carryon.check import check_flags  # light: flags and roles are checked before the heavy imports
     from carryon.config import RunConfig
-    from carryon.models.local import DEFAULT_LOCAL
-    from carryon import pipeline
-    from carryon.check import check
+    from carryon.models.names import DEFAULT_LOCAL
 
     try:
         config = RunConfig(
@@ -100,6 +99,13 @@ def run(
         )  # fmt: skip
     except ValidationError as error:
         fail(_config_error(error))
+    try:
+        check_flags(config)
+    except CarryOnError as error:
+        fail(error)
+    from carryon import pipeline
+    from carryon.check import check
+
     started = time.perf_counter()
     try:
         checked = check(config, force_new=force_new, rejudge=rejudge)  # writes nothing
@@ -222,7 +228,8 @@ def dataset_calibrate(
     from carryon.check import check_writable
     from carryon.data.load import load_items
     from carryon.models.preflight import preflight
-    from carryon.models.registry import ModelPool, parse_model_name
+    from carryon.models.names import parse_model_name
+    from carryon.models.registry import ModelPool
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
     from carryon.store import Store
@@ -297,7 +304,7 @@ def dataset_build(
 ) -> None:
     """Turn your own queries into full items with a model; rows still invalid after retries print as RAW:line (exit 1)."""
     from carryon.data.build import BuildSettings, build_dataset, parse_columns
-    from carryon.models.registry import parse_model_name
+    from carryon.models.names import parse_model_name
 
     try:
         settings = BuildSettings(dataset_version=dataset_version, concurrency=concurrency)
@@ -336,7 +343,8 @@ def judge_validate(
     from carryon.check import check_writable
     from carryon.judge import validate as v
     from carryon.models.preflight import preflight
-    from carryon.models.registry import ModelPool, parse_model_name
+    from carryon.models.names import parse_model_name
+    from carryon.models.registry import ModelPool
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
     from carryon.store import Store

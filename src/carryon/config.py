@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from carryon.models.local import DEFAULT_LOCAL
+from carryon.models.names import DEFAULT_LOCAL
 from carryon.simulate.plans import DEFAULT_SEQUENCES
 
 SCRIPTED = "scripted"

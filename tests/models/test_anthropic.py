@@ -10,7 +10,8 @@ import pytest
 from aiohttp import web
 
 from carryon.models.base import ChatRequest, msgs
-from carryon.models.registry import ModelPool, parse_model_name
+from carryon.models.names import parse_model_name
+from carryon.models.registry import ModelPool
 
 ANSWER = {
     "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",

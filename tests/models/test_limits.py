@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from carryon.models.limits import AdaptiveLimiter, EndpointLimiters
-from carryon.models.registry import ModelPool, ModelSpec
+from carryon.models.names import ModelSpec
+from carryon.models.registry import ModelPool
 
 
 class Clock:

@@ -48,7 +48,8 @@ from carryon.errors import BadInput, ModelCallError
 from carryon.judge.common import json_objects
 from carryon.models.base import ChatClient, ChatRequest, Message, msgs
 from carryon.models.preflight import preflight
-from carryon.models.registry import ModelPool, ModelSpec
+from carryon.models.names import ModelSpec
+from carryon.models.registry import ModelPool
 from carryon.text import similar_at_least
 
 RAW_FIELDS = ("query", "benign_intent", "category", "id")

@@ -53,7 +53,7 @@ BUNDLED: dict[str, BundledWeights] = {
         extra="local-small",
     ),
 }
-DEFAULT_LOCAL = "local/qwen2.5-coder-1.5b"
+from carryon.models.names import DEFAULT_LOCAL  # noqa: E402  (re-exported)
 
 
 def cache_dir() -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from carryon.errors import BadInput
-from carryon.models.registry import ModelSpec
+from carryon.models.names import ModelSpec
 
 
 def preflight(specs: Iterable[ModelSpec]) -> None:
