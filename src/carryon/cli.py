@@ -229,6 +229,7 @@ def dataset_calibrate(
     from carryon.data.load import load_items
     from carryon.models.preflight import preflight
     from carryon.models.names import parse_model_name
+    from carryon.models.providers import get
     from carryon.models.registry import ModelPool
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
@@ -247,7 +248,7 @@ def dataset_calibrate(
         check_writable(out)
         preflight([*specs, *([judge_spec] if judge_spec else [])])
         prepare_out(out, force_new=False)
-        local = any(s.provider == "local" for s in [*specs, *([judge_spec] if judge_spec else [])])
+        local = any(get(s.provider).serial for s in [*specs, *([judge_spec] if judge_spec else [])])
 
         async def go() -> tuple[list[cal.Outcome], int, int]:
             async with ModelPool(concurrency=concurrency) as pool:
@@ -344,6 +345,7 @@ def judge_validate(
     from carryon.judge import validate as v
     from carryon.models.preflight import preflight
     from carryon.models.names import parse_model_name
+    from carryon.models.providers import get
     from carryon.models.registry import ModelPool
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
@@ -373,7 +375,7 @@ def judge_validate(
         async def go() -> dict[str, Any]:
             async with ModelPool(concurrency=concurrency) as pool:
                 with Store(out) as store:
-                    conc = 1 if spec.provider == "local" else concurrency
+                    conc = 1 if get(spec.provider).serial else concurrency
                     return await v.validate(task, rows, pool.client("judge", spec), store, mode=mode,  # type: ignore[arg-type]
                                             concurrency=conc)  # fmt: skip
 

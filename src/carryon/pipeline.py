@@ -24,6 +24,7 @@ from carryon.errors import BadInput, CarryOnError, ModelCallError
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
 from carryon.models.base import ChatClient
+from carryon.models.providers import get
 from carryon.models.registry import ModelPool
 from carryon.report.exports import ConversationExport, write_json
 from carryon.report.html import browser_sample, write_report
@@ -133,8 +134,8 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None) -> RunO
         return RunOutcome(config.out, 0, 0, 0, 0)  # finished: open no model at all
     # llama.cpp serves one request at a time: keep a conversation's turns together (its KV cache makes turns 2+
     # fast) and judge one response after another (its judgements share their prompt prefix).
-    conv_conc = 1 if roles.target.provider == "local" else config.concurrency
-    judge_conc = 1 if any(j.provider == "local" for j in roles.judges) else config.concurrency
+    conv_conc = 1 if get(roles.target.provider).serial else config.concurrency
+    judge_conc = 1 if any(get(j.provider).serial for j in roles.judges) else config.concurrency
     async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s) as pool:
         target = pool.client("target", roles.target)
         user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
@@ -174,10 +175,9 @@ def execute(checked: CheckedRun, *, tick: Tick | None = None) -> RunOutcome:
     """Run (or resume) a checked run; the first write to its directory happens here. The stages, in order:
     identity → plan → rollout → judge (the two share one model pool) → outputs (analyze + report)."""
     config = checked.config
-    if any(r.provider == "testing" for r in [checked.roles.target, *checked.roles.judges]):
-        from carryon.testing.models import register_items
-
-        register_items(checked.items)
+    for name in dict.fromkeys(spec.provider for spec in checked.roles.all()):
+        if (hook := get(name).on_dataset) is not None:
+            hook(checked.items)
     prepare_out(config.out, checked.force_new)
     with Store(config.out) as store:
         store_identity(store, checked)

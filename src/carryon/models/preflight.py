@@ -1,4 +1,5 @@
-"""Before any paid call: is each OpenAI-compatible server reachable, and does it serve the model?"""
+"""Before any paid call: each provider's own check (`Provider.preflight`), once per model and server. For
+OpenAI-compatible servers: is the server reachable, and does it serve the model?"""
 
 from __future__ import annotations
 
@@ -6,24 +7,31 @@ from collections.abc import Iterable
 
 from carryon.errors import BadInput
 from carryon.models.names import ModelSpec
+from carryon.models.providers import get
 
 
 def preflight(specs: Iterable[ModelSpec]) -> None:
-    """Raise BadInput naming the server or the model when an `openai-api/` server is unreachable or lists its models
-    without this one. Servers that do not list models pass (the first call will tell)."""
+    """Run each distinct model's provider preflight; raises BadInput naming the server or the model."""
+    for spec in {(s.name, s.base_url): s for s in specs}.values():
+        check = get(spec.provider).preflight
+        if check is not None:
+            check(spec)
+
+
+def serves_model(spec: ModelSpec) -> None:
+    """An OpenAI-compatible server at `spec.base_url` is reachable and, if it lists its models, lists this one."""
     import httpx  # a start-up probe only; model calls go through aiohttp (models/http.py)
 
-    for spec in {s.name + str(s.base_url): s for s in specs if s.provider == "openai-api"}.values():
-        url = f"{spec.base_url}/models"
-        try:
-            response = httpx.get(url, timeout=10.0)
-        except httpx.HTTPError as error:
-            raise BadInput(f"--base-url {spec.base_url}: unreachable ({type(error).__name__})") from None
-        if response.status_code != 200:
-            continue
-        try:
-            served = [m["id"] for m in response.json().get("data", [])]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-        if served and spec.model not in served:
-            raise BadInput(f"{spec.name}: not served at {spec.base_url}; served: {', '.join(served[:10])}")
+    url = f"{spec.base_url}/models"
+    try:
+        response = httpx.get(url, timeout=10.0)
+    except httpx.HTTPError as error:
+        raise BadInput(f"--base-url {spec.base_url}: unreachable ({type(error).__name__})") from None
+    if response.status_code != 200:
+        return  # some servers do not list models; the first call will tell
+    try:
+        served = [m["id"] for m in response.json().get("data", [])]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return
+    if served and spec.model not in served:
+        raise BadInput(f"{spec.name}: not served at {spec.base_url}; served: {', '.join(served[:10])}")

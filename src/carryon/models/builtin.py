@@ -1,0 +1,65 @@
+"""CarryOn's own providers, registered as any plugin's are (`@provider`): openai, openai-api, anthropic, local.
+Clients are imported inside each opener, so checking a name stays fast."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from carryon.models.providers import provider
+
+if TYPE_CHECKING:
+    from carryon.models.base import ChatClient
+    from carryon.models.names import ModelSpec
+    from carryon.models.registry import ModelPool
+
+
+def _common(pool: ModelPool, base: str) -> dict[str, Any]:
+    return {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s,
+            "limiter": pool.limiters.get(base, pool.concurrency)}  # fmt: skip
+
+
+def _openai_preflight(spec: ModelSpec) -> None:
+    from carryon.models.preflight import serves_model
+
+    serves_model(spec)
+
+
+@provider("openai", key_env="OPENAI_API_KEY")
+def openai(spec: ModelSpec, pool: ModelPool) -> ChatClient:
+    from carryon.models.openai_compat import OpenAICompatClient
+
+    key = os.environ["OPENAI_API_KEY"]
+    base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    return OpenAICompatClient(spec.name, spec.model, base, headers={"Authorization": f"Bearer {key}"},
+                              **_common(pool, base))  # fmt: skip
+
+
+@provider("openai-api", base_url="required", preflight=_openai_preflight)
+def openai_api(spec: ModelSpec, pool: ModelPool) -> ChatClient:
+    from carryon.models.openai_compat import OpenAICompatClient
+
+    assert spec.base_url is not None
+    key = os.environ.get("CARRYON_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
+    return OpenAICompatClient(spec.name, spec.model, spec.base_url, headers={"Authorization": f"Bearer {key}"},
+                              **_common(pool, spec.base_url))  # fmt: skip
+
+
+@provider("anthropic", key_env="ANTHROPIC_API_KEY")
+def anthropic(spec: ModelSpec, pool: ModelPool) -> ChatClient:
+    from carryon.models.anthropic import AnthropicClient
+
+    base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
+    headers = {"x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"}
+    return AnthropicClient(spec.name, spec.model, base, headers=headers, **_common(pool, base))
+
+
+@provider("local", serial=True)
+def local(spec: ModelSpec, pool: ModelPool) -> ChatClient:
+    """A bundled model or a GGUF, served by llama.cpp on loopback; one request at a time (more only queue up and
+    evict the KV cache)."""
+    from carryon.models.openai_compat import OpenAICompatClient
+
+    server = pool.local_server(spec.model)
+    return OpenAICompatClient(spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1,
+                              timeout_s=600.0, limiter=pool.limiters.get(server.base_url, 1))  # fmt: skip
