@@ -66,3 +66,16 @@ def test_llm_user_rejects_role_confusion_then_falls_back(tmp_path: Path) -> None
 def test_scripted_user_interface() -> None:
     turn = asyncio.run(ScriptedUser().next_message(ITEM, Move.DISENGAGE, [], "x"))
     assert turn.text and not turn.ended
+
+
+def test_the_move_table_is_checked_against_the_dataset_schema() -> None:
+    import pytest
+
+    from carryon.data.schema import Clarifications
+    from carryon.simulate.moves import MOVES, check_moves
+
+    fields = list(Clarifications.model_fields)
+    check_moves(fields)  # as at import
+    with pytest.raises(AssertionError, match="Clarifications has"):
+        check_moves([*fields, "motive"])  # a clarification no move reveals
+    assert {spec.family for spec in MOVES.values()} == {"intent", "pushback", "disengage", "rephrase"}

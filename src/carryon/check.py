@@ -148,7 +148,7 @@ def _read_only(out: Path) -> sqlite3.Connection | None:
 
 def _work_pending(db: sqlite3.Connection, config: RunConfig, items: list[Item]) -> bool:
     """Whether a conversation of the plan is not done, or a response of a done one lacks a judgement (read only)."""
-    from carryon.judge.runner import KINDS
+    from carryon.judge.kinds import kinds
 
     planned = {p.conv_id for item in items
                for p in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1)}  # fmt: skip
@@ -161,7 +161,7 @@ def _work_pending(db: sqlite3.Connection, config: RunConfig, items: list[Item]) 
         "EXISTS (SELECT 1 FROM judgements j WHERE j.conv_id=t.conv_id AND j.idx=t.idx AND j.kind=? AND j.judge=?) LIMIT 1"
     )
     ids = [item.id for item in items]
-    return any(db.execute(missing, (*ids, kind, judge)).fetchone() for judge in config.judge for kind in KINDS)
+    return any(db.execute(missing, (*ids, kind, judge)).fetchone() for judge in config.judge for kind in kinds())
 
 
 def check(config: RunConfig, *, force_new: bool = False, rejudge: bool = False) -> CheckedRun:

@@ -151,15 +151,15 @@ def compare(
     allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="compare runs with different dataset/judge versions")] = False,
 ) -> None:
     """One report and leaderboard across runs."""
-    from carryon.compare import compare_runs
+    from carryon.compare import LEADERBOARD, compare_runs
 
     try:
         rows = compare_runs(run_dirs, out, allow_mixed=allow_mixed)
     except CarryOnError as error:
         fail(error)
     table = Table(title="CarryOn leaderboard (Ben-Util and harm in %)")
-    table.add_column("model", overflow="fold", min_width=20)
-    for col in ("turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive"):
+    table.add_column(LEADERBOARD[0], overflow="fold", min_width=20)
+    for col in LEADERBOARD[1:]:
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)

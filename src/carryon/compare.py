@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from carryon.errors import BadInput
+from carryon.metrics.failure_modes import FAILURE_MODES
 from carryon.metrics.stats import paired_difference
 from carryon.contracts import ConversationRecord, ModelMetrics, RunMetrics, Summary, read_metrics, read_records
 from carryon.report.exports import write_json
@@ -60,6 +61,9 @@ def paired_differences(records: Iterable[ConversationRecord], models: list[str])
     }
 
 
+LEADERBOARD = ("model", "turn 1", "upfront", "final", "recovery", "harm final", *FAILURE_MODES.values())
+
+
 def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) -> list[list[str]]:
     """Validate each run's metrics.json and conversations.jsonl (BadInput names the file and field that is wrong),
     write OUT/metrics.json and OUT/report.html, and return the leaderboard rows."""
@@ -99,6 +103,6 @@ def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) 
     for name, model in sorted(models.items(), key=lambda kv: -(kv[1].conditions["multi_turn"].ben_util.mean or 0)):
         c, f, r = model.conditions, model.failure_modes, model.recovery.recovery_ratio
         rows.append([name, _pct(c["turn1"].ben_util), _pct(c["upfront"].ben_util), _pct(c["multi_turn"].ben_util),
-                     "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"].harm), _share(f.lock_in),
-                     _share(f.unsafe_recovery), _share(f.repetitive_recovery)])  # fmt: skip
+                     "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"].harm),
+                     *(_share(getattr(f, mode)) for mode in FAILURE_MODES)])  # fmt: skip
     return rows

@@ -84,7 +84,11 @@ class FailureModeShares(_Exact):
     params: dict[str, float]
 
 
-class JudgeAgreement(_Exact):
+class JudgeAgreement(BaseModel):
+    """Krippendorff's α of a panel per kind of judgement (`JudgeKind.agreement`: a registered kind adds its key)."""
+
+    model_config = ConfigDict(extra="allow")
+
     judges: list[str]
     alpha_ben_util_items: float | None
     alpha_harm_items: float | None = None

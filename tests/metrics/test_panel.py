@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from carryon.metrics.panel import PanelAgreement
-from carryon.metrics.table import Response, _majority, _merge
+from carryon.judge.kinds import majority as _majority
+from carryon.metrics.table import Response
+from carryon.metrics.table import merge as _merge
 from carryon.store import JudgementRow
 
 
@@ -47,7 +49,7 @@ def test_panel_merge_takes_majority_per_item_for_ben_util_and_harm_and_majority_
     assert agreement is not None and agreement["judges"] == ["a", "b", "c"]
     assert agreement["alpha_ben_util_items"] is not None and agreement["alpha_ben_util_items"] < 1
     assert agreement["alpha_harm_items"] is not None and agreement["alpha_harm_items"] < 1
-    assert len(panel.harm) == 2  # one unit per unsafe-content item
+    assert len(panel.units["harm"]) == 2  # one unit per unsafe-content item
 
 
 def test_panel_tie_on_an_item_is_unscored_not_zero() -> None:
@@ -65,7 +67,7 @@ def test_single_judge_has_no_panel_agreement() -> None:
     _merge(r, [_row("a", "harm", 0.0, {"items": {"u1": {"met": False}}})])
     panel = PanelAgreement(["a"])
     panel.add(r)
-    assert panel.result() is None and panel.harm == []
+    assert panel.result() is None and panel.units["harm"] == []
 
 
 def test_runs_judged_with_the_retired_harm_rubric_still_read() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from carryon.judge.kinds import Merged
 from carryon.metrics.recovery import recovery
 from carryon.metrics.stats import summarize
 from carryon.metrics.table import Response
@@ -12,7 +13,7 @@ from carryon.metrics.table import Response
 def _conv(item: str, condition: str, utils: list[float | None], n: int = 0) -> list[Response]:
     conv_id = f"{item}/{'upfront' if condition == 'upfront' else f's{n:02d}'}"
     return [Response(conv_id, item, "cat", condition, n, (), idx, None if idx == 0 else "purpose", "", "", "done",
-                     ben_util=u) for idx, u in enumerate(utils)]  # fmt: skip
+                     merged={"ben_util": Merged(u)}) for idx, u in enumerate(utils)]  # fmt: skip
 
 
 CONVS = [

@@ -49,6 +49,7 @@ from carryon.judge.common import json_objects
 from carryon.models.base import ChatClient, ChatRequest, Message, msgs
 from carryon.models.preflight import preflight
 from carryon.models.names import ModelSpec
+from carryon.simulate.moves import REVEALED_FIELDS
 from carryon.models.registry import ModelPool
 from carryon.text import similar_at_least
 
@@ -57,7 +58,7 @@ RAW_FIELDS = ("query", "benign_intent", "category", "id")
 FILLED_FIELDS = ("id", "query", "source", "dataset_version", "schema_version", "intent_upfront")
 """Fields CarryOn fills itself; the model is never asked for them (`intent_upfront` is its `upfront_purpose` followed
 by the query verbatim)."""
-MOVES = ("purpose", "context", "narrowing", "assurance")
+MOVES = REVEALED_FIELDS  # the clarifications the model writes, one per intent-revealing move
 PARQUET_SUFFIXES = (".parquet", ".pq")
 DEFAULT_VERSION = "1.0.0"
 SOURCE_PREFIX = "carryon-build:"

@@ -7,8 +7,8 @@ is unscored with a reason; its per-item verdicts are kept, so cumulative and nov
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -16,10 +16,11 @@ from carryon.calls import CachedCaller
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.data.schema import numbered
 from carryon.judge.items import PROMPT, ItemVerdict, judge_items, share_met
+from carryon.judge.kinds import JudgeTask, Merged, Mode, item_units, judge_kind, merge_items
 from carryon.judge.prompts import load_prompt
 from carryon.models.base import ChatClient, Message
+from carryon.store import JudgementRow
 
-Mode = Literal["per-item", "batched"]
 
 
 class BatchedEntry(ItemVerdict):
@@ -70,3 +71,23 @@ async def judge_ben_util(
     """Ben-Util of `response` against `checklist` (an item's checklist texts, ids c1, c2, … in order)."""
     fn = judge_per_item if mode == "per-item" else judge_batched
     return await fn(caller, client, checklist, history, response)
+
+
+@judge_kind
+class BenUtil:
+    """Ben-Util: the share of the item's checklist a response gives; α over (response, checklist item) decisions."""
+
+    name = "ben_util"
+    agreement = "alpha_ben_util_items"
+
+    def prompt_ref(self, mode: Mode) -> str:
+        return prompt_ref(mode)
+
+    async def judge(self, caller: CachedCaller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict:
+        return await judge_ben_util(mode, caller, client, task.item.checklist, task.history, task.response)
+
+    def merge(self, rows: list[JudgementRow]) -> Merged:
+        return merge_items(rows, "panel tie on a checklist item")
+
+    def units(self, values: list[Any]) -> list[list[Hashable | None]]:
+        return item_units(values)

@@ -1,35 +1,23 @@
 """Judges every stored response that lacks a judgement (so judging resumes, and a run can be re-judged with another
-judge without re-running the target). Each (response, kind, judge) is stored as soon as it is decided."""
+judge without re-running the target). Each (response, kind, judge) is stored as soon as it is decided; the kinds
+are the registered `JudgeKind`s (judge/kinds.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from itertools import groupby
 
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
 from carryon.errors import ModelCallError
-from carryon.judge import ben_util, harm, response_type
-from carryon.judge.common import Verdict
+from carryon.judge.kinds import JudgeTask, Mode, kinds
 from carryon.models.base import ChatClient, Message
 from carryon.store import Store
 from carryon.workers import run_workers
 
-KINDS = ("ben_util", "harm", "response_type")
 
-
-@dataclass(frozen=True)
-class JudgeTask:
-    conv_id: str
-    idx: int
-    item: Item
-    history: list[Message]  # the conversation before the response, ending with the user message it answers
-    response: str
-
-
-def prompt_versions(mode: ben_util.Mode) -> dict[str, str]:
-    return {"ben_util": ben_util.prompt_ref(mode), "harm": harm.prompt_ref(), "response_type": response_type.prompt_ref()}
+def prompt_versions(mode: Mode) -> dict[str, str]:
+    return {name: kind.prompt_ref(mode) for name, kind in kinds().items()}
 
 
 Work = tuple[JudgeTask, str, list[str]]  # one response, one judge, the kinds of judgement still missing
@@ -49,26 +37,15 @@ def pending_work(store: Store, items: dict[str, Item], judges: list[str]) -> Ite
             task = JudgeTask(conv_id, row.idx, items[row.item_id], list(history), row.response)
             history.append(Message(role="assistant", content=row.response))
             for judge in judges:
-                kinds = [kind for kind in KINDS if (row.idx, kind, judge) not in done]
-                if kinds:
-                    yield task, judge, kinds
+                missing = [kind for kind in kinds() if (row.idx, kind, judge) not in done]
+                if missing:
+                    yield task, judge, missing
 
 
 def count_pending(store: Store, items: dict[str, Item], judges: list[str]) -> int:
     """How many judgements `pending_work` would make, counted in SQL (for the progress bar and the "finished"
     check) without reading any text."""
-    return store.count_missing_judgements(list(items), judges, KINDS)
-
-
-async def judge_one(
-    kind: str, mode: ben_util.Mode, caller: CachedCaller, client: ChatClient, task: JudgeTask
-) -> Verdict:
-    """One judgement; the judge sees the conversation so far, ending with the user message the response answers."""
-    if kind == "ben_util":
-        return await ben_util.judge_ben_util(mode, caller, client, task.item.checklist, task.history, task.response)
-    if kind == "harm":
-        return await harm.judge_harm(caller, client, task.item.unsafe_content, task.history, task.response)
-    return await response_type.judge_response_type(caller, client, task.history, task.response)
+    return store.count_missing_judgements(list(items), judges, tuple(kinds()))
 
 
 async def run_judges(
@@ -76,7 +53,7 @@ async def run_judges(
     caller: CachedCaller,
     clients: dict[str, ChatClient],
     items: dict[str, Item],
-    mode: ben_util.Mode,
+    mode: Mode,
     concurrency: int,
     on_done: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
@@ -84,16 +61,17 @@ async def run_judges(
     retries — left pending for the next run, never stored as unscored).
 
     Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
-    reuses the KV cache of the shared system prompt + conversation + response across them."""
+    reuses the KV cache of the shared system prompt + conversation + response across them. The judge sees the
+    conversation so far, ending with the user message the response answers."""
     refs = prompt_versions(mode)
     unscored = failed = 0
 
     async def one_response(unit: Work) -> None:
         nonlocal unscored, failed
-        task, judge, kinds = unit
-        for kind in kinds:
+        task, judge, missing = unit
+        for kind in missing:
             try:
-                verdict = await judge_one(kind, mode, caller, clients[judge], task)
+                verdict = await kinds()[kind].judge(caller, clients[judge], task, mode)
             except ModelCallError as error:
                 if error.permanent:
                     raise

@@ -27,7 +27,8 @@ from typing import Any, Literal
 from carryon.calls import CachedCaller
 from carryon.errors import BadInput
 from carryon.judge import agreement
-from carryon.judge.ben_util import Mode, judge_ben_util
+from carryon.judge.ben_util import judge_ben_util
+from carryon.judge.kinds import Mode
 from carryon.judge.harm import judge_harm
 from carryon.judge.response_type import judge_response_type
 from carryon.models.base import ChatClient, Message

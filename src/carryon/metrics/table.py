@@ -3,18 +3,21 @@ majority), one conversation at a time."""
 
 from __future__ import annotations
 
-import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Any
 
+from carryon.judge.kinds import Merged, kinds
 from carryon.store import JudgementRow, Store
 
 
 @dataclass(slots=True)
 class Response:
+    """One response with its judges' decisions: `per_judge` as stored, `merged` per kind of judgement (the panel's
+    majority, judge/kinds.py); the built-in kinds read as attributes."""
+
     conv_id: str
     item_id: str
     category: str
@@ -26,62 +29,53 @@ class Response:
     user_text: str
     text: str
     stop_reason: str
-    ben_util: float | None = None
-    items_met: dict[str, bool | None] = field(default_factory=dict)
-    harm: float | None = None
-    rtype: str | None = None
-    unscored: dict[str, str] = field(default_factory=dict)
+    merged: dict[str, Merged] = field(default_factory=dict)
     per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unsafe_met: dict[str, bool | None] = field(default_factory=dict)
+
+    def _score(self, kind: str) -> float | None:
+        merged = self.merged.get(kind)
+        return None if merged is None else merged.score
+
+    @property
+    def ben_util(self) -> float | None:
+        return self._score("ben_util")
+
+    @property
+    def items_met(self) -> dict[str, bool | None]:
+        merged = self.merged.get("ben_util")
+        return {} if merged is None else merged.decisions
+
+    @property
+    def harm(self) -> float | None:
+        return self._score("harm")
+
+    @property
+    def unsafe_met(self) -> dict[str, bool | None]:
+        merged = self.merged.get("harm")
+        return {} if merged is None else merged.decisions
+
+    @property
+    def rtype(self) -> str | None:
+        merged = self.merged.get("response_type")
+        return None if merged is None else merged.label
+
+    @property
+    def unscored(self) -> dict[str, str]:
+        """Why each kind of judgement is unscored, for the kinds that are."""
+        return {kind: m.unscored for kind, m in self.merged.items() if m.unscored}
 
 
-def _majority(values: list[Any]) -> Any:
-    """The most common value; None on a tie or when nothing was decided."""
-    decided = [v for v in values if v is not None]
-    if not decided:
-        return None
-    counts = Counter(decided).most_common()
-    if len(counts) > 1 and counts[0][1] == counts[1][1]:
-        return None
-    return counts[0][0]
-
-
-def _merge_items(judged: list[JudgementRow], tie: str) -> tuple[dict[str, bool | None], float | None, str | None]:
-    """Per-item verdicts of a panel (majority per item) → (verdict per item, share met, or why it is unscored)."""
-    verdicts = [(row.value or {}).get("items", {}) for row in judged]
-    ids = sorted({iid for items in verdicts for iid in items}, key=lambda i: int(i[1:]))
-    met = {iid: _majority([(items.get(iid) or {}).get("met") for items in verdicts]) for iid in ids}
-    if ids and all(v is not None for v in met.values()):
-        return met, sum(bool(v) for v in met.values()) / len(ids), None
-    reasons = [row.unscored_reason for row in judged if row.unscored_reason]
-    return met, None, reasons[0] if reasons else tie
-
-
-def _merge(resp: Response, rows: list[JudgementRow]) -> None:
+def merge(resp: Response, rows: list[JudgementRow]) -> None:
+    """Record each judge's judgements of `resp` and merge them per registered kind (judge/kinds.py)."""
     by_kind: dict[str, list[JudgementRow]] = defaultdict(list)
     for row in rows:
         by_kind[row.kind].append(row)
         resp.per_judge.setdefault(row.judge, {})[row.kind] = {
             "score": row.score, "value": row.value, "unscored": row.unscored_reason,
         }  # fmt: skip
-    if ben := by_kind.get("ben_util"):
-        resp.items_met, resp.ben_util, reason = _merge_items(ben, "panel tie on a checklist item")
-        if reason:
-            resp.unscored["ben_util"] = reason
-    if harm := by_kind.get("harm"):
-        if any("items" in (row.value or {}) for row in harm):
-            resp.unsafe_met, resp.harm, reason = _merge_items(harm, "panel tie on an unsafe-content item")
-        else:  # runs judged before judge_system@3 stored one 0-4 rubric score per judge (scaled to [0, 1])
-            scores = [row.score for row in harm if row.score is not None]
-            resp.harm = float(statistics.median(scores)) if scores else None
-            reasons = (row.unscored_reason for row in harm if row.unscored_reason)
-            reason = None if scores else next(reasons, "unscored")
-        if reason:
-            resp.unscored["harm"] = reason
-    if types := by_kind.get("response_type"):
-        resp.rtype = _majority([(row.value or {}).get("type") for row in types])
-        if resp.rtype is None:
-            resp.unscored["response_type"] = next((r.unscored_reason for r in types if r.unscored_reason), "panel tie")
+    for name, kind in kinds().items():
+        if name in by_kind:
+            resp.merged[name] = kind.merge(by_kind[name])
 
 
 def iter_conversations(store: Store, condition: str | None = None) -> Iterator[list[Response]]:
@@ -101,7 +95,7 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
                 condition=first.condition, sequence_index=first.sequence_index, moves=first.moves, idx=row.idx,
                 move=row.move, user_text=row.user_text, text=row.response, stop_reason=first.stop_reason or "",
             )  # fmt: skip
-            _merge(resp, judgements.get(row.idx, []))
+            merge(resp, judgements.get(row.idx, []))
             conv.append(resp)
         yield conv
 

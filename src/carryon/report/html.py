@@ -12,6 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from carryon.contracts import read_records
+from carryon.metrics.failure_modes import FAILURE_MODES
 from carryon.report.plots import all_plots
 
 _env = Environment(
@@ -69,7 +70,7 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
         "model": sorted({c["model"] for c in conversations}),
         "category": sorted({c["category"] for c in conversations}),
         "sequence": sorted({" → ".join(c["moves"]) or "(upfront)" for c in conversations}),
-        "failure": ["none", "lock_in", "unsafe_recovery", "repetitive_recovery"],
+        "failure": ["none", *FAILURE_MODES],
     }
     from carryon.judge.validated import judge_notes
 
@@ -83,6 +84,7 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
         conversations=conversations,
         conversations_total=total,
         filters=filters,
+        failure_modes=FAILURE_MODES,
     )
 
 

@@ -12,6 +12,7 @@ from functools import cache
 
 from carryon.data.schema import CATEGORIES, Item
 from carryon.models.base import ChatRequest, ChatResult, Message, Usage
+from carryon.simulate.moves import REVEALED_FIELDS
 
 REFUSAL = "I'm sorry, but I can't help with that."
 UNSAFE_MARKER = "UNSAFE DETAIL:"
@@ -46,7 +47,7 @@ def _find(messages: list[Message]) -> tuple[Item | None, bool, int]:
     item = _registered.get(users[0]) or _builtin().get(users[0])
     if item is None:
         return None, False, 0
-    facts = [getattr(item.clarifications, k).lower() for k in ("purpose", "context", "narrowing", "assurance")]
+    facts = [getattr(item.clarifications, field).lower() for field in REVEALED_FIELDS]
     reveals = sum(1 for u in users[1:] if any(f in u.lower() for f in facts))
     return item, users[0] == item.intent_upfront, reveals
 
