@@ -12,7 +12,7 @@ import argparse
 import random
 import time
 
-from carryon.judge.agreement import krippendorff_alpha
+from carryon.core.agreement import krippendorff_alpha
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from carryon import aio
-from carryon.models.base import ChatRequest, msgs
+from carryon.core import concurrency as aio
+from carryon.core.chat import ChatRequest, msgs
 from carryon.models.local import BUNDLED, LocalServer, assemble
 from carryon.models.openai_compat import OpenAICompatClient
 

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 
 from carryon.config import RunConfig
-from carryon.contracts import read_metrics, read_records, schemas
-from carryon.errors import BadInput
+from carryon.core.contracts import read_metrics, read_records, schemas
+from carryon.core.errors import BadInput
 from carryon.pipeline import run
 from conftest import REPO, run_cli
 
@@ -21,7 +21,7 @@ RUN_0_1_0 = REPO / "tests" / "fixtures" / "run-0.1.0"
 
 
 def test_committed_schemas_are_the_generated_ones() -> None:
-    """Change a contract model, then regenerate: python -m carryon.contracts docs/schema"""
+    """Change a contract model, then regenerate: python -m carryon.core.contracts docs/schema"""
     committed = {p.name: json.loads(p.read_text()) for p in SCHEMA_DIR.glob("*.schema.json")}
     assert committed == schemas()
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from carryon.simulate.moves import INTENT_REVEALING, Move
+from carryon.core.moves import INTENT_REVEALING, Move
 from carryon.simulate.plans import CANONICAL, MAX_MOVES, plan_item, sequences_for
 
 

@@ -75,7 +75,7 @@ def test_concurrency_backs_off_on_429_and_is_recorded(small_dataset: Path, tmp_p
         proc.terminate()
         proc.wait(10)
     with _db(out) as db:
-        history = db.execute("SELECT role, ts, value FROM limits ORDER BY ts, rowid").fetchall()
+        history = db.execute("SELECT endpoint, ts, value FROM limits ORDER BY ts, rowid").fetchall()
     assert {endpoint for endpoint, _, _ in history} == {base}  # one limiter for target and judge: the endpoint's
     values = [v for _, _, v in history]
     cuts = [(t1, v0, v1) for (_, _, v0), (_, t1, v1) in zip(history, history[1:]) if v1 < v0]
@@ -123,7 +123,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(fake_server: str, small_
             assert _expected_judgements(out) == _expected_judgements(clean)  # judging had ended
             written = {p.name for p in out.iterdir()}
             assert not written & {"report.html", "metrics.json", "conversations.jsonl"}, written
-            assert "conversations.tmp" in written  # killed with the export half written
+            assert ".conversations.jsonl.tmp" in written  # killed with the export half written
         else:
             assert _wait_for(out, sql, at_least, proc), "the run ended before the kill point"
             os.kill(proc.pid, signal.SIGKILL)

@@ -5,7 +5,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from carryon.models.base import ChatResult, Usage
+from carryon.core.chat import ChatResult, Usage
 from carryon.store import MIGRATIONS, STORE_SCHEMA, PlanRow, Store
 from conftest import REPO, run_cli
 

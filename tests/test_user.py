@@ -5,8 +5,8 @@ from pathlib import Path
 
 from carryon.calls import CachedCaller
 from carryon.data.load import load_items
-from carryon.models.base import ChatRequest, ChatResult, Message
-from carryon.simulate.moves import Move
+from carryon.core.chat import ChatRequest, ChatResult, Message
+from carryon.core.moves import Move
 from carryon.simulate.user import LLMUser, ScriptedUser, looks_confused, role_flip, scripted_message
 from carryon.store import Store
 from carryon.testing.models import InProcessClient
@@ -72,7 +72,7 @@ def test_the_move_table_is_checked_against_the_dataset_schema() -> None:
     import pytest
 
     from carryon.data.schema import Clarifications
-    from carryon.simulate.moves import MOVES, check_moves
+    from carryon.core.moves import MOVES, check_moves
 
     fields = list(Clarifications.model_fields)
     check_moves(fields)  # as at import

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
 from carryon.judge.response_type import REFUSALS, judge_response_type
-from carryon.models.base import ChatClient, ChatRequest, Message
-from carryon.workers import run_workers
+from carryon.core.chat import ChatClient, ChatRequest, Message
+from carryon.core.concurrency import run_workers
 
 Form = Literal["alone", "upfront"]
 FORMS: tuple[Form, ...] = ("alone", "upfront")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from carryon.models.base import ChatClient, ChatRequest, ChatResult
+from carryon.core.chat import ChatClient, ChatRequest, ChatResult
 from carryon.store import Store
 
 

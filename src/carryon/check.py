@@ -19,7 +19,7 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
-from carryon.errors import BadInput
+from carryon.core.errors import BadInput
 from carryon.models.names import ModelSpec, parse_model_name
 from carryon.simulate.plans import max_sequences, plan_item
 

@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from carryon import __version__, aio
-from carryon.errors import BadInput, CarryOnError
+from carryon import __version__
+from carryon.core import concurrency as aio
+from carryon.core.errors import BadInput, CarryOnError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="CarryOn: over-refusal recovery benchmark.")
 dataset_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Validate, summarise and build datasets.")
@@ -232,7 +233,7 @@ def dataset_calibrate(
     from carryon.models.providers import get
     from carryon.models.registry import ModelPool
     from carryon.pipeline import prepare_out
-    from carryon.report.exports import write_json
+    from carryon.core.io import write_json
     from carryon.store import Store
 
     try:
@@ -304,7 +305,7 @@ def dataset_build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Turn your own queries into full items with a model; rows still invalid after retries print as RAW:line (exit 1)."""
-    from carryon.data.build import BuildSettings, build_dataset, parse_columns
+    from carryon.build import BuildSettings, build_dataset, parse_columns
     from carryon.models.names import parse_model_name
 
     try:
@@ -348,7 +349,7 @@ def judge_validate(
     from carryon.models.providers import get
     from carryon.models.registry import ModelPool
     from carryon.pipeline import prepare_out
-    from carryon.report.exports import write_json
+    from carryon.core.io import write_json
     from carryon.store import Store
 
     try:

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from carryon.errors import BadInput
-from carryon.metrics.failure_modes import FAILURE_MODES
-from carryon.metrics.stats import paired_difference
-from carryon.contracts import ConversationRecord, ModelMetrics, RunMetrics, Summary, read_metrics, read_records
-from carryon.report.exports import write_json
+from carryon.core.errors import BadInput
+from carryon.core.stats import paired_difference
+from carryon.core.contracts import (
+    FAILURE_MODES, ConversationRecord, ModelMetrics, RunMetrics, Summary, read_metrics, read_records,
+)  # fmt: skip
+from carryon.core.io import write_json
 from carryon.report.html import browser_sample, write_report
 
 MUST_MATCH = ("dataset_version", "dataset_sha256", "judge", "judge_prompt_versions")

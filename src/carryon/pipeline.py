@@ -14,19 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from carryon import __version__, aio
+from carryon import __version__
+from carryon.core import concurrency as aio
 from carryon.calls import CachedCaller
 from carryon.check import CheckedRun, check, differing_fields
 from carryon.config import RunConfig
-from carryon.contracts import RunMetrics
+from carryon.core.contracts import RunMetrics
 from carryon.data.schema import Item
-from carryon.errors import BadInput, CarryOnError, ModelCallError
+from carryon.core.errors import BadInput, CarryOnError, ModelCallError
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
-from carryon.models.base import ChatClient
+from carryon.core.chat import ChatClient
 from carryon.models.providers import get
 from carryon.models.registry import ModelPool
-from carryon.report.exports import ConversationExport, write_json
+from carryon.core.io import write_json
+from carryon.report.exports import ConversationExport
 from carryon.report.html import browser_sample, write_report
 from carryon.simulate.engine import Engine, TargetSettings
 from carryon.simulate.plans import plan_item

@@ -21,8 +21,8 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from carryon.errors import BadInput
-from carryon.models.base import ChatResult, Usage
+from carryon.core.chat import ChatResult, Usage
+from carryon.core.errors import BadInput
 
 STORE_FILE = "run.sqlite"
 COMMIT_INTERVAL_S = 0.5

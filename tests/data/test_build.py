@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from carryon.data.build import BuildSettings, RawRow, assign_ids, build_items, load_raw, parse_item, slugify
+from carryon.build import BuildSettings, RawRow, assign_ids, build_items, load_raw, parse_item, slugify
 from carryon.data.load import validate_file
-from carryon.errors import BadInput
-from carryon.models.base import ChatRequest, ChatResult
+from carryon.core.errors import BadInput
+from carryon.core.chat import ChatRequest, ChatResult
 from carryon.testing.models import InProcessClient, builder
 from conftest import run_cli
 

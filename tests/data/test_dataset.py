@@ -10,7 +10,7 @@ import pytest
 
 from carryon.data.load import builtin_path, load_items, validate_file
 from carryon.data.schema import CATEGORIES
-from carryon.errors import BadInput
+from carryon.core.errors import BadInput
 from conftest import run_cli
 
 

@@ -7,7 +7,7 @@ from itertools import combinations
 
 import pytest
 
-from carryon.judge.agreement import accuracy, auroc, cohen_kappa, confusion, krippendorff_alpha, macro_f1
+from carryon.core.agreement import accuracy, auroc, cohen_kappa, confusion, krippendorff_alpha, macro_f1
 
 
 def test_classification_agreement_against_hand_computed_values() -> None:

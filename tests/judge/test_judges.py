@@ -18,7 +18,7 @@ from carryon.judge.common import Verdict, parse_final
 from carryon.judge.harm import judge_harm
 from carryon.judge.prompts import SYSTEM, load_prompt, prompt_files, read_prompt_file
 from carryon.judge.response_type import judge_response_type
-from carryon.models.base import Message
+from carryon.core.chat import Message
 from carryon.store import Store
 from carryon.testing.models import REFUSAL, InProcessClient, full_answer, partial_answer
 

@@ -14,7 +14,7 @@ from carryon.config import RunConfig
 from carryon.judge import kinds as registry
 from carryon.judge.common import Verdict
 from carryon.judge.kinds import JudgeTask, Merged, Mode, judge_kind, majority
-from carryon.models.base import ChatClient
+from carryon.core.chat import ChatClient
 from carryon.pipeline import run
 from carryon.store import JudgementRow
 

@@ -6,7 +6,7 @@ import pytest
 
 from carryon.judge.kinds import Merged
 from carryon.metrics.recovery import recovery
-from carryon.metrics.stats import summarize
+from carryon.core.stats import summarize
 from carryon.metrics.table import Response
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from carryon.models.base import ChatRequest, msgs
+from carryon.core.chat import ChatRequest, msgs
 from carryon.models.names import parse_model_name
 from carryon.models.registry import ModelPool
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from carryon.models.base import ChatRequest, msgs
+from carryon.core.chat import ChatRequest, msgs
 
 
 def test_cache_key_is_stable_and_separates_every_part() -> None:

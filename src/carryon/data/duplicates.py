@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from carryon.data.schema import Item, jaccard
-from carryon.text import content_words
+from carryon.core.text import content_words
 
 ENTRY_SIMILARITY = 0.35
 SHARED_ENTRIES = 3

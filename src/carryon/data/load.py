@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from carryon.data.duplicates import duplicate_pairs
 from carryon.data.schema import Item, v2_problems
-from carryon.errors import BadInput
-from carryon.text import similar_at_least
+from carryon.core.errors import BadInput
+from carryon.core.io import BadLine, jsonl_records
+from carryon.core.text import similar_at_least
 
 BUILTIN_DATASET = "carryon_v1"
 NEAR_DUPLICATE_RATIO = 0.85
@@ -60,15 +61,7 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
                         pass
             out.append((n, obj))
         return out
-    rows: list[tuple[int, Any]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((n, json.loads(line)))
-        except json.JSONDecodeError as error:
-            rows.append((n, f"invalid JSON ({error.msg} at column {error.colno})"))
-    return rows
+    return [(n, obj.problem if isinstance(obj, BadLine) else obj) for n, obj in jsonl_records(text.splitlines())]
 
 
 def field_problems(error: ValidationError) -> list[str]:

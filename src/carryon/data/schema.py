@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from carryon.text import content_words
+from carryon.core.moves import check_moves
+from carryon.core.text import content_words
 
 SCHEMA_VERSION = "2"
 """Version of the item schema written by this release (bump on a breaking field change). Items carry it in their
@@ -63,6 +64,9 @@ class Clarifications(BaseModel):
     context: Text
     narrowing: Text
     assurance: Text
+
+
+check_moves(list(Clarifications.model_fields))  # the move table (core/moves.py) matches the schema, at import
 
 
 class MaliciousClarifications(BaseModel):

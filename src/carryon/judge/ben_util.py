@@ -18,7 +18,7 @@ from carryon.data.schema import numbered
 from carryon.judge.items import PROMPT, ItemVerdict, judge_items, share_met
 from carryon.judge.kinds import JudgeTask, Merged, Mode, item_units, judge_kind, merge_items
 from carryon.judge.prompts import load_prompt
-from carryon.models.base import ChatClient, Message
+from carryon.core.chat import ChatClient, Message
 from carryon.store import JudgementRow
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from carryon.calls import CachedCaller
-from carryon.models.base import ChatClient, ChatRequest, Message, msgs
+from carryon.core.chat import ChatClient, ChatRequest, Message, msgs
 from carryon.judge.prompts import Prompt
 
 T = TypeVar("T", bound=BaseModel)

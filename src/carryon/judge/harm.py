@@ -16,7 +16,7 @@ from carryon.judge.common import Verdict
 from carryon.judge.items import PROMPT, judge_items
 from carryon.judge.kinds import JudgeTask, Merged, Mode, item_units, judge_kind, merge_items
 from carryon.judge.prompts import load_prompt
-from carryon.models.base import ChatClient, Message
+from carryon.core.chat import ChatClient, Message
 from carryon.store import JudgementRow
 
 

@@ -13,7 +13,7 @@ from carryon.calls import CachedCaller
 from carryon.data.schema import numbered
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.prompts import load_prompt
-from carryon.models.base import ChatClient, Message
+from carryon.core.chat import ChatClient, Message
 
 PROMPT = "ben_util_item"
 

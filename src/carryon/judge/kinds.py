@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from carryon.calls import CachedCaller
     from carryon.data.schema import Item
     from carryon.judge.common import Verdict
-    from carryon.models.base import ChatClient, Message
+    from carryon.core.chat import ChatClient, Message
     from carryon.store import JudgementRow
 
 ENTRY_POINT_GROUP = "carryon.judge_kinds"

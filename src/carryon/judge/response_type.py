@@ -11,7 +11,7 @@ from carryon.calls import CachedCaller
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.kinds import JudgeTask, Merged, Mode, judge_kind, majority
 from carryon.judge.prompts import load_prompt
-from carryon.models.base import ChatClient, Message
+from carryon.core.chat import ChatClient, Message
 from carryon.store import JudgementRow
 
 ResponseType = Literal[

@@ -9,11 +9,11 @@ from itertools import groupby
 
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
-from carryon.errors import ModelCallError
+from carryon.core.errors import ModelCallError
 from carryon.judge.kinds import JudgeTask, Mode, kinds
-from carryon.models.base import ChatClient, Message
+from carryon.core.chat import ChatClient, Message
 from carryon.store import Store
-from carryon.workers import run_workers
+from carryon.core.concurrency import run_workers
 
 
 def prompt_versions(mode: Mode) -> dict[str, str]:

@@ -14,9 +14,7 @@ label, seeded) with `limit`; every judge call goes through a call cache in `out`
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import json
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,13 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from carryon.calls import CachedCaller
-from carryon.errors import BadInput
-from carryon.judge import agreement
+from carryon.core.errors import BadInput
+from carryon.core import agreement
+from carryon.core.concurrency import map_bounded
+from carryon.core.io import BadLine, read_jsonl
 from carryon.judge.ben_util import judge_ben_util
 from carryon.judge.kinds import Mode
 from carryon.judge.harm import judge_harm
 from carryon.judge.response_type import judge_response_type
-from carryon.models.base import ChatClient, Message
+from carryon.core.chat import ChatClient, Message
 from carryon.store import Store
 
 Task = Literal["response-type", "harm", "ben-util"]
@@ -83,15 +83,14 @@ def load_xstest(path: Path, *, unsafe_only: bool = False) -> list[Row]:
 
 def load_gold(path: Path) -> list[Row]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, r in read_jsonl(path):
         try:
-            r = json.loads(line)
+            if isinstance(r, BadLine):
+                raise ValueError(r.problem)
             history = [Message(role=m["role"], content=m["content"]) for m in r["conversation"]]
             rows.append(Row(f"{path.name}:{n}", history, r["response"], bool(r["met"]),
                             {"checklist_item": r["checklist_item"], "case": r.get("case", "")}))  # fmt: skip
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             raise BadInput(f"{path}:{n}: {type(error).__name__}: {error}") from None
     return rows
 
@@ -116,13 +115,7 @@ def stratified_sample(rows: list[Row], limit: int | None, seed: int = 0, *, bala
 
 
 async def _judge_all(rows: list[Row], one: Callable[[Row], Any], concurrency: int) -> list[Any]:
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def guarded(row: Row) -> Any:
-        async with semaphore:
-            return await one(row)
-
-    return await asyncio.gather(*(guarded(r) for r in rows))
+    return await map_bounded(rows, one, concurrency)
 
 
 async def validate(task: Task, rows: list[Row], client: ChatClient, store: Store, *, mode: Mode = "per-item",

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from carryon.metrics.stats import summarize
+from carryon.core.stats import summarize
 from carryon.metrics.table import Response, multi_turn
 
 

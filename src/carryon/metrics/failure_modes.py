@@ -17,18 +17,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from carryon.metrics.curves import cumulative_and_novel
-from carryon.metrics.stats import summarize
+from carryon.core.stats import summarize
 from carryon.metrics.table import Response
-from carryon.simulate.moves import INTENT_REVEALING, Move
-from carryon.text import similar_at_least
+from carryon.core.contracts import FAILURE_MODES
+from carryon.core.moves import INTENT_REVEALING, Move
+from carryon.core.text import similar_at_least
 
-# The failure modes, defined here once (name → label): metrics.json keys, report columns, filters and plots, the
-# leaderboard all iterate over this table.
-FAILURE_MODES: dict[str, str] = {
-    "lock_in": "lock-in",
-    "unsafe_recovery": "unsafe recovery",
-    "repetitive_recovery": "repetitive",
-}
 MODES = tuple(FAILURE_MODES)
 
 

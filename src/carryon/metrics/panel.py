@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from carryon.judge.agreement import krippendorff_alpha
+from carryon.core.agreement import krippendorff_alpha
 from carryon.judge.kinds import kinds
 from carryon.metrics.table import Response
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from carryon.metrics.curves import REFUSAL_TYPES
-from carryon.metrics.stats import ratio_of_means, summarize
+from carryon.core.stats import ratio_of_means, summarize
 from carryon.metrics.table import Response, multi_turn
-from carryon.simulate.moves import Move
+from carryon.core.moves import Move
 
 
 def upfront_by_item(convs: Sequence[list[Response]]) -> dict[str, float]:

@@ -12,16 +12,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from carryon import __version__
-from carryon.contracts import METRICS_SCHEMA, FailureModeShares, RunMetrics
+from carryon.core.contracts import METRICS_SCHEMA, RunMetrics
 from carryon.judge.kinds import kinds
 from carryon.metrics.curves import condition_summaries, per_turn
-from carryon.metrics.failure_modes import MODES, FailureParams, label, mode_shares
+from carryon.metrics.failure_modes import FailureParams, label, mode_shares
 from carryon.metrics.panel import PanelAgreement
 from carryon.metrics.recovery import harm_by_start, move_effects, recovery, type_transitions
 from carryon.metrics.table import Response, iter_conversations, slim
 from carryon.store import Store
-
-assert set(MODES) <= set(FailureModeShares.model_fields), "metrics.json's failure_modes must hold every failure mode"
 
 # Receives each conversation (responses with texts and per-judge verdicts) and its failure modes, in plan order.
 ConversationSink = Callable[[list[Response], list[str]], None]

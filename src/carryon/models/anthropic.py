@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from carryon.models.base import ChatRequest, ChatResult, Usage
+from carryon.core.chat import ChatRequest, ChatResult, Usage
 from carryon.models.http import HttpChatClient
 
 ANTHROPIC_VERSION = "2023-06-01"

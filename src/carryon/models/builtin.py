@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from carryon.models.providers import provider
 
 if TYPE_CHECKING:
-    from carryon.models.base import ChatClient
+    from carryon.core.chat import ChatClient
     from carryon.models.names import ModelSpec
     from carryon.models.registry import ModelPool
 

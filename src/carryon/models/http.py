@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from carryon.errors import ModelCallError
-from carryon.models.base import ChatRequest, ChatResult
+from carryon.core.errors import ModelCallError
+from carryon.core.chat import ChatRequest, ChatResult
 from carryon.models.limits import AdaptiveLimiter
 from carryon.models.retry import RetryPolicy, TransientError, check_status, sleep_before_retry
 

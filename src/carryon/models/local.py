@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from carryon.errors import BadInput, CarryOnError
+from carryon.core.errors import BadInput, CarryOnError
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,6 @@ BUNDLED: dict[str, BundledWeights] = {
         extra="local-small",
     ),
 }
-from carryon.models.names import DEFAULT_LOCAL  # noqa: E402  (re-exported)
 
 
 def cache_dir() -> Path:

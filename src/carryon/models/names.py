@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from carryon.errors import BadInput
+from carryon.core.errors import BadInput
 
 DEFAULT_LOCAL = "local/qwen2.5-coder-1.5b"
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from carryon.models.base import ChatRequest, ChatResult, Usage
+from carryon.core.chat import ChatRequest, ChatResult, Usage
 from carryon.models.http import HttpChatClient
 
 # How a server accepts schema-constrained JSON: OpenAI's `json_schema`, llama-cpp-python's `json_object` + schema,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from carryon.errors import BadInput
+from carryon.core.errors import BadInput
 from carryon.models.names import ModelSpec
 from carryon.models.providers import get
 

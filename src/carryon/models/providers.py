@@ -26,10 +26,10 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
-from carryon.errors import BadInput
+from carryon.core.errors import BadInput
 
 if TYPE_CHECKING:
-    from carryon.models.base import ChatClient
+    from carryon.core.chat import ChatClient
     from carryon.models.names import ModelSpec
     from carryon.models.registry import ModelPool
 

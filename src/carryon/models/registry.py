@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from carryon.models.base import ChatClient
+from carryon.core.chat import ChatClient
 from carryon.models.limits import EndpointLimiters
 from carryon.models.local import LocalServer, resolve_weights
 from carryon.models.names import ModelSpec

@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from carryon.errors import ModelCallError
+from carryon.core.errors import ModelCallError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 

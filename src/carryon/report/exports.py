@@ -5,10 +5,12 @@ temporary name first: a kill mid-way never leaves a half-written file under the 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from carryon.core.io import atomic_open
 from carryon.data.schema import numbered
 from carryon.metrics.curves import cumulative_and_novel
 from carryon.metrics.table import Response
@@ -69,13 +71,15 @@ class ConversationExport:
         self.parquet_path = out / "turns.parquet"
         self.items, self.model = items, model
         self.flagged: list[bool] = []
-        self._jsonl = self.jsonl_path.with_suffix(".tmp").open("w", encoding="utf-8")
         import pyarrow as pa  # imported here: the CLI starts (and rejects bad input) without loading pyarrow
         import pyarrow.parquet as pq
 
+        self._files = ExitStack()  # both files get their real names together, only on a clean exit (core.io)
+        self._jsonl = self._files.enter_context(atomic_open(self.jsonl_path))
         self._pa = pa
         self._schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in TURN_COLUMNS.items()])
-        self._parquet = pq.ParquetWriter(self.parquet_path.with_suffix(".tmp"), self._schema)
+        parquet = self._files.enter_context(atomic_open(self.parquet_path, "wb"))
+        self._parquet = pq.ParquetWriter(parquet, self._schema)
         self._rows: dict[str, list[Any]] = {name: [] for name in TURN_COLUMNS}
 
     def add(self, conv: list[Response], modes: list[str]) -> None:
@@ -109,17 +113,7 @@ class ConversationExport:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self._flush()
+        if kind is None:
+            self._flush()
         self._parquet.close()
-        self._jsonl.close()
-        for path in (self.jsonl_path, self.parquet_path):
-            if kind is None:
-                path.with_suffix(".tmp").replace(path)
-            else:
-                path.with_suffix(".tmp").unlink(missing_ok=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+        self._files.__exit__(kind, error, tb)

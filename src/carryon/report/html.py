@@ -11,8 +11,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from carryon.contracts import read_records
-from carryon.metrics.failure_modes import FAILURE_MODES
+from carryon.core.contracts import FAILURE_MODES, read_records
+from carryon.core.io import write_atomic
 from carryon.report.plots import all_plots
 
 _env = Environment(
@@ -90,7 +90,5 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
 
 def write_report(path: Path, title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],
                  conversations: list[dict[str, Any]], total: int) -> Path:  # fmt: skip
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(title, metrics_by_model, meta, conversations, total), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, render(title, metrics_by_model, meta, conversations, total))
     return path

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
-from carryon.errors import ModelCallError
-from carryon.models.base import ChatClient, ChatRequest, Message
-from carryon.simulate.moves import Move
+from carryon.core.errors import ModelCallError
+from carryon.core.chat import ChatClient, ChatRequest, Message
+from carryon.core.moves import Move
 from carryon.simulate.user import SimulatedUser
 from carryon.store import PlanRow, Store
-from carryon.workers import run_workers
+from carryon.core.concurrency import run_workers
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict
 
-from carryon.simulate.moves import ALL_MOVES, INTENT_REVEALING, Move
+from carryon.core.moves import ALL_MOVES, INTENT_REVEALING, Move
 
 MIN_MOVES, MAX_MOVES = 1, 5
 DEFAULT_SEQUENCES = 15

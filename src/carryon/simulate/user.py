@@ -15,9 +15,9 @@ from typing import Protocol
 
 from carryon.calls import CachedCaller
 from carryon.data.schema import Item
-from carryon.models.base import ChatClient, ChatRequest, Message, msgs
-from carryon.simulate.moves import MOVES, Move
-from carryon.text import similar_at_least
+from carryon.core.chat import ChatClient, ChatRequest, Message, msgs
+from carryon.core.moves import MOVES, Move
+from carryon.core.text import similar_at_least
 
 END_TOKEN = "[END]"
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from functools import cache
 
 from carryon.data.schema import CATEGORIES, Item
-from carryon.models.base import ChatRequest, ChatResult, Message, Usage
-from carryon.simulate.moves import REVEALED_FIELDS
+from carryon.core.chat import ChatRequest, ChatResult, Message, Usage
+from carryon.core.moves import REVEALED_FIELDS
 
 REFUSAL = "I'm sorry, but I can't help with that."
 UNSAFE_MARKER = "UNSAFE DETAIL:"

@@ -21,7 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from carryon.models.base import ChatRequest, Message
+from carryon.core.chat import ChatRequest, Message
 from carryon.testing.models import MODELS, respond
 
 FAULTS = ("429", "500", "503", "hang", "reset", "bad_json", "empty")

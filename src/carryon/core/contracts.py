@@ -16,9 +16,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from carryon.errors import BadInput
+from carryon.core.errors import BadInput
+from carryon.core.io import BadLine, read_jsonl
 
 METRICS_SCHEMA = "1"
+
+# The failure modes, named here once (name → label): metrics.json keys (checked below), report columns, filters,
+# plots and the leaderboard all iterate over this table. Their definitions: metrics/failure_modes.py.
+FAILURE_MODES: dict[str, str] = {
+    "lock_in": "lock-in",
+    "unsafe_recovery": "unsafe recovery",
+    "repetitive_recovery": "repetitive",
+}
 
 
 class _Exact(BaseModel):
@@ -95,6 +104,9 @@ class JudgeAgreement(BaseModel):
     alpha_response_type: float | None
     alpha_harm: float | None = None
     """runs analysed before judge_system@3: interval α on harm rubric scores"""
+
+
+assert set(FAILURE_MODES) <= set(FailureModeShares.model_fields), "failure_modes must hold every failure mode"
 
 
 class ModelMetrics(_Exact):
@@ -188,14 +200,13 @@ def read_records(paths: list[Path]) -> Iterator[ConversationRecord]:
     """Every conversation of the conversations.jsonl files in `paths`, validated, one at a time; BadInput names the
     file, line and field that is wrong."""
     for path in paths:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield ConversationRecord.model_validate_json(line)
-                except ValidationError as error:
-                    raise BadInput(f"{path}:{number}: {_problem(error)}") from None
+        for number, record in read_jsonl(path):
+            if isinstance(record, BadLine):
+                raise BadInput(f"{path}:{number}: {record.problem}")
+            try:
+                yield ConversationRecord.model_validate(record)
+            except ValidationError as error:
+                raise BadInput(f"{path}:{number}: {_problem(error)}") from None
 
 
 def schemas() -> dict[str, dict[str, Any]]:
@@ -212,7 +223,7 @@ def write_schemas(folder: Path) -> None:
         (folder / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-if __name__ == "__main__":  # python -m carryon.contracts docs/schema
+if __name__ == "__main__":  # python -m carryon.core.contracts docs/schema
     import sys
 
     write_schemas(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/schema"))

@@ -18,7 +18,6 @@ parsing, by the Item schema, and any problem is sent back to the model.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -43,15 +42,17 @@ from carryon.data.schema import (
     Item,
     v2_problems,
 )
-from carryon import aio
-from carryon.errors import BadInput, ModelCallError
+from carryon.core import concurrency as aio
+from carryon.core.concurrency import map_bounded
+from carryon.core.io import BadLine, jsonl_records, write_atomic
+from carryon.core.errors import BadInput, ModelCallError
 from carryon.judge.common import json_objects
-from carryon.models.base import ChatClient, ChatRequest, Message, msgs
+from carryon.core.chat import ChatClient, ChatRequest, Message, msgs
 from carryon.models.preflight import preflight
 from carryon.models.names import ModelSpec
-from carryon.simulate.moves import REVEALED_FIELDS
+from carryon.core.moves import REVEALED_FIELDS
 from carryon.models.registry import ModelPool
-from carryon.text import similar_at_least
+from carryon.core.text import similar_at_least
 
 RAW_FIELDS = ("query", "benign_intent", "category", "id")
 """Columns a raw file may hold; all but `query` are optional and kept as given."""
@@ -257,14 +258,9 @@ def _jsonl_rows(path: Path, text: str, columns: dict[str, str] | None) -> tuple[
     """Rows of a raw JSONL file and per-line problems."""
     rows: list[RawRow] = []
     problems: list[str] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            msg = f"{error.msg} at column {error.colno}" if isinstance(error, json.JSONDecodeError) else "too deeply nested"
-            problems.append(f"{path}:{n}: line: invalid JSON ({msg})")
+    for n, obj in jsonl_records(text.splitlines()):
+        if isinstance(obj, BadLine):
+            problems.append(f"{path}:{n}: line: {obj.problem}")
             continue
         if not isinstance(obj, dict):
             problems.append(f"{path}:{n}: line: expected a JSON object")
@@ -515,13 +511,11 @@ async def build_items(
     """Build every row, `settings.concurrency` at a time; the report keeps the raw order."""
     ids = assign_ids(rows)
     system = system_prompt(example_item())
-    gate = asyncio.Semaphore(settings.concurrency)
     done = 0
 
-    async def one(row: RawRow, item_id: str) -> RowOutcome:
+    async def one(work: tuple[RawRow, str]) -> RowOutcome:
         nonlocal done
-        async with gate:
-            outcome = await build_row(client, row, item_id, system, settings)
+        outcome = await build_row(client, work[0], work[1], system, settings)
         done += 1
         if tick:
             tick("items", done, len(rows))
@@ -529,7 +523,7 @@ async def build_items(
 
     if tick:
         tick("items", 0, len(rows))
-    outcomes = await asyncio.gather(*(one(row, item_id) for row, item_id in zip(rows, ids)))
+    outcomes = await map_bounded(zip(rows, ids), one, settings.concurrency)
     report = BuildReport(raw, calls=sum(o.calls for o in outcomes))
     for outcome in outcomes:
         if outcome.item is not None:
@@ -561,10 +555,8 @@ def check_out(out: Path, raw: Path) -> None:
 
 def write_items(out: Path, items: list[Item]) -> None:
     """Write items as jsonl (one object per line, schema field order), replacing `out` atomically."""
-    tmp = out.with_name(f".{out.name}.tmp")
     lines = [json.dumps(item.model_dump(mode="json"), ensure_ascii=False) for item in items]
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, "\n".join(lines) + "\n")
 
 
 async def _build_with_pool(spec: ModelSpec, raw: Path, rows: list[RawRow], settings: BuildSettings,

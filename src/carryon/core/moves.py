@@ -7,8 +7,8 @@ which of the item's clarifications it reveals, the scripted user's phrasings and
 - `disengage`: a minimal acknowledgement ("hmm", "ok…");
 - `rephrase`: asks again in other words, adds no information.
 
-The table is checked against the dataset schema when this module is imported: every move has its row, and the
-intent-revealing moves reveal exactly the fields of `data.schema.Clarifications`, each once.
+The table is checked against the dataset schema when `data.schema` is imported (`check_moves`): every move has its
+row, and the intent-revealing moves reveal exactly the fields of `Clarifications`, each once.
 """
 
 from __future__ import annotations
@@ -96,12 +96,3 @@ def check_moves(clarification_fields: list[str]) -> None:
         if spec.reveals:
             assert all("{text}" in p or "{lower}" in p for p in spec.phrasings), f"{spec.move}: a phrasing hides the fact"
             assert "{fact}" in spec.instruction, f"{spec.move}: the instruction does not give the fact"
-
-
-def _check_against_schema() -> None:
-    from carryon.data.schema import Clarifications
-
-    check_moves(list(Clarifications.model_fields))
-
-
-_check_against_schema()
