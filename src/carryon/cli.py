@@ -18,7 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from carryon import __version__
-from carryon.core import concurrency as aio
 from carryon.core.errors import BadInput, CarryOnError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="CarryOn: over-refusal recovery benchmark.")
@@ -226,6 +225,7 @@ def dataset_calibrate(
     """Refusal rate of each target on every query alone vs its intent-upfront text, per category; lists the items no
     target refuses alone. Writes OUT/calibration.json and OUT/calibration.csv; a re-run is answered from the cache."""
     from carryon import calibrate as cal
+    from carryon.core.concurrency import run as run_async
     from carryon.check import check_writable
     from carryon.data.load import load_items
     from carryon.models.preflight import preflight
@@ -263,7 +263,7 @@ def dataset_calibrate(
 
         from carryon.calls import CachedCaller
 
-        outcomes, made, cached = aio.run(go())
+        outcomes, made, cached = run_async(go())
     except CarryOnError as error:
         fail(error)
     summary = cal.summarize(outcomes)
@@ -343,6 +343,7 @@ def judge_validate(
     """Measure a judge against human labels; print a table and write OUT/validation-<task>-<judge>.json."""
 
     from carryon.check import check_writable
+    from carryon.core.concurrency import run as run_async
     from carryon.judge import validate as v
     from carryon.models.preflight import preflight
     from carryon.models.names import parse_model_name
@@ -380,7 +381,7 @@ def judge_validate(
                     return await v.validate(task, rows, pool.client("judge", spec), store, mode=mode,  # type: ignore[arg-type]
                                             concurrency=conc)  # fmt: skip
 
-        result = aio.run(go())
+        result = run_async(go())
     except CarryOnError as error:
         fail(error)
     result.update(data=str(data), limit=limit)
