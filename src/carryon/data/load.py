@@ -19,7 +19,7 @@ from carryon.data.schema import Item, v2_problems
 from carryon.errors import BadInput
 from carryon.text import similar_at_least
 
-BUILTIN_DATASET = "carryon_v1"
+BUILTIN_DATASET = "carryon_v2"
 NEAR_DUPLICATE_RATIO = 0.85
 
 
@@ -52,7 +52,7 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
         out: list[tuple[int, Any]] = []
         for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
             obj: dict[str, Any] = dict(row)
-            for key in ("clarifications", "checklist", "unsafe_content"):
+            for key in ("clarifications", "checklist", "unsafe_content", "malicious"):
                 if isinstance(obj.get(key), str):
                     try:
                         obj[key] = json.loads(obj[key])

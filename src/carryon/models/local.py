@@ -130,6 +130,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+LOG_LINES = 8
+
+
 class LocalServer:
     """A llama.cpp OpenAI-compatible server on a free loopback port, alive inside a `with` block."""
 
@@ -168,6 +171,20 @@ class LocalServer:
             time.sleep(0.25)
         self.stop()
         raise CarryOnError(f"local model server not ready after {ready_timeout_s:.0f}s (log: {self._log_path})")
+
+    def death(self) -> str | None:
+        """Why the server is gone, if it died after starting: its exit status and the last lines of its own log
+        (None while it runs). The model clients ask this when a connection fails, so a crashed server stops the run
+        at once with its cause instead of eight retries into a dead socket."""
+        proc = self._proc
+        if proc is None or proc.poll() is None:
+            return None
+        code = proc.returncode
+        how = f"signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"code {code}"
+        lines = self._log_path.read_text(errors="replace").strip().splitlines()[-LOG_LINES:]
+        tail = "\n".join(f"  | {line[:300]}" for line in lines) or "  | (empty)"
+        return (f"local model server {self.alias} died ({how}); a re-run starts it again. "
+                f"Last lines of its log ({self._log_path}):\n{tail}")
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -103,7 +103,8 @@ def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> Cha
         server = pool.local_server(spec.model)
         # llama.cpp serves one request at a time; more in flight only queue up and evict the KV cache.
         return OpenAICompatClient(
-            spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1, timeout_s=600.0
+            spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1, timeout_s=600.0,
+            health=server.death,
         )
     if spec.provider == "openai-api":
         assert spec.base_url is not None
