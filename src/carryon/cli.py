@@ -1,4 +1,4 @@
-"""The `carryon` command: run, report, compare, dataset, serve. Exit codes: 0 ok, 2 bad input, 1 other failure."""
+"""The `carryon` command: run, report, compare, export, import-inspect, dataset, judge, serve. Exit codes: 0 ok, 2 bad input, 1 other failure."""
 
 from __future__ import annotations
 
@@ -157,6 +157,26 @@ def compare(
         table.add_row(*row)
     out_console.print(table)
     out_console.print(f"report: {(out / 'report.html').resolve()}", highlight=False)
+
+
+@app.command("import-inspect")
+def import_inspect(
+    logs: Annotated[list[Path], typer.Argument(help="Inspect AI logs of carryon/carryonbench (.eval or .json)")],
+    out: Annotated[Path, typer.Option("--out", help="the CarryOn run directory to write")],
+) -> None:
+    """Turn Inspect AI logs of `inspect eval carryon/carryonbench` into a CarryOn run directory (report.html,
+    metrics.json, conversations.jsonl, run.sqlite), for `carryon report` and `carryon compare` (docs/inspect.md)."""
+    from carryon.inspect_import import import_logs
+
+    try:
+        outcome = import_logs(logs, out)
+    except CarryOnError as error:
+        fail(error)
+    if outcome.failed:
+        console.print(f"[yellow]{outcome.failed} conversation(s) were not played or scored in the logs[/]")
+    out_console.print(f"imported {outcome.conversations} conversation(s) from {outcome.logs} log(s)", highlight=False)
+    out_console.print(f"report: {(out / 'report.html').resolve()}", highlight=False)
+    out_console.print("model calls: 0 made, 0 from cache", highlight=False)
 
 
 def _dataset_summary(report: Any) -> Table:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.models.base import PROVIDER_REFUSAL, ChatClient, ChatRequest, Message, msgs
 from carryon.judge.prompts import Prompt
 
@@ -93,7 +93,7 @@ def request_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def ask(
-    caller: CachedCaller,
+    caller: Caller,
     client: ChatClient,
     prompt: Prompt,
     user: str,

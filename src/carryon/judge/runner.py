@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
-from carryon.calls import CachedCaller
+from carryon.calls import CachedCaller, Caller
 from carryon.data.schema import Item
 from carryon.errors import ModelCallError
 from carryon.judge import ben_util, harm, response_type
@@ -65,7 +65,7 @@ def count_pending(store: Store, items: dict[str, Item], judges: list[str]) -> in
 
 
 async def judge_one(
-    kind: str, mode: ben_util.Mode, caller: CachedCaller, client: ChatClient, task: JudgeTask
+    kind: str, mode: ben_util.Mode, caller: Caller, client: ChatClient, task: JudgeTask
 ) -> Verdict:
     """One judgement; the judge sees the conversation so far, ending with the user message the response answers. A
     response the target's provider stopped (`provider_refusal`) is not sent to a judge: see `provider_refusal_verdict`."""

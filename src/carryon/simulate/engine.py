@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from sqlite3 import Row
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.data.schema import Item
 from carryon.errors import ModelCallError
 from carryon.models.base import PROVIDER_REFUSAL, ChatClient, ChatRequest, ChatResult, Message
@@ -36,8 +36,9 @@ class TargetSettings:
 
 
 class Engine:
-    def __init__(self, store: Store, caller: CachedCaller, target: ChatClient, user: SimulatedUser,
+    def __init__(self, store: Store | None, caller: Caller, target: ChatClient, user: SimulatedUser,
                  items: dict[str, Item], settings: TargetSettings) -> None:  # fmt: skip
+        """`store` None: only `converse` is used (the Inspect AI task keeps its conversations in its samples)."""
         self.store, self.caller, self.target, self.user = store, caller, target, user
         self.items, self.settings = items, settings
 
@@ -83,6 +84,7 @@ class Engine:
     async def play(self, row: Row) -> str:
         """Play one planned conversation from the start (turns already cached cost no call); return its stop reason."""
         conv_id, store = row["conv_id"], self.store
+        assert store is not None, "Engine.play records to a run store"
         store.reset_conversation(conv_id)
 
         def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: bool) -> None:
@@ -107,6 +109,7 @@ class Engine:
                 if error.permanent:
                     raise
                 failures += 1
+                assert self.store is not None
                 self.store.finish_conversation(row["conv_id"], "failed", f"error: {error}")
             if on_done:
                 on_done()
