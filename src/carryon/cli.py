@@ -69,7 +69,7 @@ def run(
     target_base_url: Annotated[Optional[str], typer.Option()] = None,
     user_base_url: Annotated[Optional[str], typer.Option()] = None,
     judge_base_url: Annotated[Optional[str], typer.Option()] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="dataset jsonl/csv (default: the built-in carryon_v1)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dataset jsonl/csv, or hf:ORG/NAME@REVISION (default: the built-in dataset)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="use the first N items")] = None,
     sequences: Annotated[int, typer.Option(help="follow-up sequences per item")] = 15,
     max_turns: Annotated[int, typer.Option(help="messages per conversation, 4-12 (2 per model response)")] = 12,
@@ -159,6 +159,23 @@ def compare(
     out_console.print(f"report: {(out / 'report.html').resolve()}", highlight=False)
 
 
+@app.command("export")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+    hf: Annotated[Path, typer.Option("--hf", help="write a Hugging Face dataset folder here")],
+    license: Annotated[str, typer.Option("--license", help="the card's licence id (the model outputs' terms apply too)")] = "other",
+) -> None:
+    """Turn a run's conversations and judgements into a Hub-ready dataset folder (configs conversations, turns, items;
+    README.md card; metrics.json) that `datasets.load_dataset(DIR)` loads. No model call."""
+    from carryon.hub import export_run
+
+    try:
+        card, n = export_run(run_dir, hf, licence=license)
+    except CarryOnError as error:
+        fail(error)
+    out_console.print(f"exported {n} conversation(s): {card.parent.resolve()}", highlight=False)
+
+
 @app.command("import-inspect")
 def import_inspect(
     logs: Annotated[list[Path], typer.Argument(help="Inspect AI logs of carryon/carryonbench (.eval or .json)")],
@@ -220,6 +237,33 @@ def dataset_stats(path: Annotated[Path, typer.Argument(help="dataset jsonl or cs
     if not report.items:
         fail(BadInput(report.problems[0] if report.problems else f"{path}: no items"))
     out_console.print(_dataset_summary(report))
+
+
+@dataset_app.command("export")
+def dataset_export(
+    dataset: Annotated[Optional[str], typer.Argument(help="dataset jsonl/csv or hf:… (default: the built-in dataset)")] = None,
+    hf: Annotated[Optional[Path], typer.Option("--hf", help="write a Hugging Face dataset folder here")] = None,
+    license: Annotated[Optional[str], typer.Option("--license", help="the card's licence id (built-in: apache-2.0)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="the card's title")] = None,
+) -> None:
+    """Write DATASET as a Hub-ready folder: items/test.parquet and a README.md dataset card (configs, features,
+    licence, task categories) that `datasets.load_dataset(DIR)` loads with the same rows; push it with
+    `huggingface-cli upload ORG/NAME DIR --repo-type dataset`."""
+    from carryon.data.load import BUILTIN_DATASET, load_items
+    from carryon.hub import export_items
+
+    try:
+        if hf is None:
+            raise BadInput("--hf DIR: where to write the dataset folder (the only export format)")
+        items = load_items(dataset)
+        licence = license or ("apache-2.0" if dataset is None else "unknown")
+        card = export_items(items, hf, name=name or (BUILTIN_DATASET if dataset is None else Path(dataset).stem),
+                            licence=licence)  # fmt: skip
+    except CarryOnError as error:
+        fail(error)
+    out_console.print(f"exported {len(items)} item(s): {card.parent.resolve()}", highlight=False)
+    if licence == "unknown":
+        console.print("note: the card's licence is 'unknown'; pass --license ID (e.g. cc-by-4.0) before publishing")
 
 
 @dataset_app.command("calibrate")
