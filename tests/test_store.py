@@ -4,6 +4,7 @@ import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from carryon.core.chat import ChatResult, Usage
 from carryon.store import MIGRATIONS, STORE_SCHEMA, PlanRow, Store
@@ -58,6 +59,17 @@ def test_turns_stream_in_plan_order_whatever_the_chunk_and_missing_judgements_ar
         assert [r.judge for r in store.judgements_of("i0/s00")] == ["j"]
 
 
+def _without_added(models: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json `models` less the keys added since 0.1.0 (by_category, provider_refusal_rate per condition)."""
+    out = {}
+    for name, body in models.items():
+        body = {k: v for k, v in body.items() if k != "by_category"}
+        body["conditions"] = {c: {k: v for k, v in m.items() if k != "provider_refusal_rate"}
+                              for c, m in body["conditions"].items()}  # fmt: skip
+        out[name] = body
+    return out
+
+
 def test_a_run_written_by_0_1_0_opens_migrates_and_reports(tmp_path: Path) -> None:
     """tests/fixtures/run-0.1.0 was written by CarryOn 0.1.0 (`--target testing/ideal --judge testing/judge --limit 1
     --sequences 2 --max-turns 6`): no user_version, the limiter history keyed by role."""
@@ -72,8 +84,25 @@ def test_a_run_written_by_0_1_0_opens_migrates_and_reports(tmp_path: Path) -> No
         assert [c[1] for c in db.execute("PRAGMA table_info(limits)")] == ["endpoint", "ts", "value"]
     old = json.loads((RUN_0_1_0 / "metrics.json").read_text())
     new = json.loads((run / "metrics.json").read_text())
-    assert new["models"] == old["models"]  # the same numbers from the same store
+    assert _without_added(new["models"]) == old["models"]  # the same numbers from the same store
     assert (run / "report.html").is_file()
+    with Store(run) as store:  # migration 3 added the calls' token columns; a cached call keeps them
+        store.add_call("k", "target", "m", ChatResult(text="x", usage=Usage(cached_tokens=5, reasoning_tokens=7)))
+        cached = store.cached_call("k")
+    assert cached is not None and (cached.usage.cached_tokens, cached.usage.reasoning_tokens) == (5, 7)
+
+
+def test_a_development_store_that_has_the_token_columns_migrates(tmp_path: Path) -> None:
+    """Development builds before migration 3 added calls.cached_tokens/reasoning_tokens on open (user_version 0)."""
+    with sqlite3.connect(tmp_path / "run.sqlite") as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute("ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0")
+    with Store(tmp_path):
+        pass
+    with sqlite3.connect(tmp_path / "run.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == STORE_SCHEMA
+        assert [c[1] for c in db.execute("PRAGMA table_info(calls)")][-2:] == ["cached_tokens", "reasoning_tokens"]
 
 
 def test_a_store_from_a_newer_carryon_is_refused(tmp_path: Path) -> None:

@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value I
 """,
     # 2: the adaptive limiter is one per endpoint, shared by the roles that call it (models/limits.py)
     "ALTER TABLE limits RENAME COLUMN role TO endpoint;",
+    # 3: provider prompt-cache and hidden-reasoning token counts of each call (core/chat.py: Usage)
+    """
+ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+""",
 )
 STORE_SCHEMA = len(MIGRATIONS)
 
@@ -78,12 +83,22 @@ def migrate(db: sqlite3.Connection, where: Path) -> None:
         try:
             if int(db.execute("PRAGMA user_version").fetchone()[0]) < number:  # another process may have done it
                 for statement in filter(str.strip, MIGRATIONS[number - 1].split(";")):
-                    db.execute(statement)
+                    _apply(db, statement)
                 db.execute(f"PRAGMA user_version = {number}")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+def _apply(db: sqlite3.Connection, statement: str) -> None:
+    """One migration statement. An added column that is already there is skipped: stores written between releases
+    by a development version (before the migration existed) added `calls.cached_tokens`/`reasoning_tokens` on open."""
+    try:
+        db.execute(statement)
+    except sqlite3.OperationalError as error:
+        if not (statement.strip().upper().startswith("ALTER TABLE") and "duplicate column name" in str(error)):
+            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,22 +331,25 @@ class Store:
     # -- model-call cache and log -------------------------------------------------------------------------------
     def cached_call(self, key: str) -> ChatResult | None:
         row = self.db.execute(
-            "SELECT text, finish_reason, latency_s, prompt_tokens, completion_tokens FROM calls WHERE key=?", (key,)
+            "SELECT text, finish_reason, latency_s, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens "
+            "FROM calls WHERE key=?", (key,)
         ).fetchone()
         if row is None:
             return None
-        text, finish_reason, latency_s, prompt_tokens, completion_tokens = row
+        text, finish_reason, latency_s, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens = row
         return ChatResult(text=text, finish_reason=finish_reason, latency_s=latency_s,
-                          usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))  # fmt: skip
+                          usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                      cached_tokens=cached_tokens, reasoning_tokens=reasoning_tokens))  # fmt: skip
 
     def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
         now = time.time()
         with self._durable():
             self.db.execute(
                 "INSERT OR IGNORE INTO calls (key, role, model, text, finish_reason, prompt_tokens, completion_tokens, "
-                "latency_s, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "latency_s, created, cached_tokens, reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, role, model, result.text, result.finish_reason, result.usage.prompt_tokens,
-                 result.usage.completion_tokens, result.latency_s, now),
+                 result.usage.completion_tokens, result.latency_s, now, result.usage.cached_tokens,
+                 result.usage.reasoning_tokens),
             )  # fmt: skip
             self.db.execute(
                 "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 0, ?, ?)",

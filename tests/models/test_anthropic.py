@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from carryon.core.chat import ChatRequest, msgs
+from carryon.models.anthropic import ANTHROPIC_VERSION
 from carryon.models.names import parse_model_name
 from carryon.models.registry import ModelPool
 
@@ -55,9 +56,9 @@ def test_request_body_and_headers_follow_the_messages_api() -> None:
     result, seen = asyncio.run(_exchange(request, [(200, ANSWER)]))
     [(path, headers, body)] = seen
     assert path == "/v1/messages"
-    assert headers["x-api-key"] == "sk-ant-test" and headers["anthropic-version"] == "2023-06-01"
-    assert body == {
-        "model": "claude-test", "max_tokens": 50, "temperature": 0.3, "system": "Be brief.\n\nNo lists.",
+    assert headers["x-api-key"] == "sk-ant-test" and headers["anthropic-version"] == ANTHROPIC_VERSION == "2026-10-21"
+    assert body == {  # this API version takes no sampling parameters: no temperature
+        "model": "claude-test", "max_tokens": 50, "system": "Be brief.\n\nNo lists.",
         "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
                      {"role": "user", "content": "Again"}],
     }  # fmt: skip

@@ -53,6 +53,16 @@ class ConditionMetrics(_Exact):
     ben_util: Summary
     harm: Summary
     refusal_rate: Summary
+    """the model's own refusals; responses the provider stopped are left out"""
+    provider_refusal_rate: Summary | None = None
+    """responses the provider's safety layer stopped (response type `provider_refusal`); absent in older runs"""
+
+
+class CategoryMetrics(_Exact):
+    """One category label of the dataset (metrics.json `models.<target>.by_category.<label>`)."""
+
+    n_items: int = Field(ge=0)
+    conditions: dict[str, ConditionMetrics]
 
 
 class TurnMetrics(_Exact):
@@ -113,6 +123,8 @@ class ModelMetrics(_Exact):
     """Every metric of one target model (metrics.json `models.<target>`)."""
 
     conditions: dict[str, ConditionMetrics]
+    by_category: dict[str, CategoryMetrics] | None = None
+    """per category label, sorted (absent in runs analysed before by-category metrics)"""
     per_turn: list[TurnMetrics]
     recovery: RecoveryMetrics
     move_effects: dict[str, MoveEffect]

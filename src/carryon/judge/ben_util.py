@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.data.schema import numbered
 from carryon.judge.items import PROMPT, ItemVerdict, judge_items, share_met
@@ -36,13 +36,13 @@ def prompt_ref(mode: Mode) -> str:
 
 
 async def judge_per_item(
-    caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
+    caller: Caller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     return await judge_items(caller, client, checklist, "c", history, response)
 
 
 async def judge_batched(
-    caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
+    caller: Caller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     prompt = load_prompt("ben_util_batched")
     entries = numbered(checklist, "c")
@@ -65,7 +65,7 @@ async def judge_batched(
 
 
 async def judge_ben_util(
-    mode: Mode, caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message],
+    mode: Mode, caller: Caller, client: ChatClient, checklist: Sequence[str], history: list[Message],
     response: str,
 ) -> Verdict:
     """Ben-Util of `response` against `checklist` (an item's checklist texts, ids c1, c2, … in order)."""
@@ -83,7 +83,7 @@ class BenUtil:
     def prompt_ref(self, mode: Mode) -> str:
         return prompt_ref(mode)
 
-    async def judge(self, caller: CachedCaller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict:
+    async def judge(self, caller: Caller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict:
         return await judge_ben_util(mode, caller, client, task.item.checklist, task.history, task.response)
 
     def merge(self, rows: list[JudgementRow]) -> Merged:

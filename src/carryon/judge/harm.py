@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.judge.common import Verdict
 from carryon.judge.items import PROMPT, judge_items
 from carryon.judge.kinds import JudgeTask, Merged, Mode, item_units, judge_kind, merge_items
@@ -25,7 +25,7 @@ def prompt_ref() -> str:
 
 
 async def judge_harm(
-    caller: CachedCaller, client: ChatClient, unsafe_content: Sequence[str], history: list[Message], response: str
+    caller: Caller, client: ChatClient, unsafe_content: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     """Harm of `response`: the share of `unsafe_content` it provides."""
     return await judge_items(caller, client, unsafe_content, "u", history, response)
@@ -43,7 +43,7 @@ class Harm:
     def prompt_ref(self, mode: Mode) -> str:
         return prompt_ref()
 
-    async def judge(self, caller: CachedCaller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict:
+    async def judge(self, caller: Caller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict:
         return await judge_harm(caller, client, task.item.unsafe_content, task.history, task.response)
 
     def merge(self, rows: list[JudgementRow]) -> Merged:

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from carryon.calls import CachedCaller
+    from carryon.calls import Caller
     from carryon.data.schema import Item
     from carryon.judge.common import Verdict
     from carryon.core.chat import ChatClient, Message
@@ -36,6 +36,7 @@ class JudgeTask:
     item: Item
     history: list[Message]  # the conversation before the response, ending with the user message it answers
     response: str
+    finish_reason: str = "stop"  # `provider_refusal`: not sent to a judge (judge/runner.py: judge_one)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class JudgeKind(Protocol):
 
     def prompt_ref(self, mode: Mode) -> str: ...
 
-    async def judge(self, caller: CachedCaller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict: ...
+    async def judge(self, caller: Caller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict: ...
 
     def merge(self, rows: list[JudgementRow]) -> Merged:
         """The judgements of one response by every judge of the panel (majority; a tie is unscored)."""

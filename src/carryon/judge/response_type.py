@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.kinds import JudgeTask, Merged, Mode, judge_kind, majority
 from carryon.judge.prompts import load_prompt
@@ -37,7 +37,7 @@ def prompt_ref() -> str:
 
 
 async def judge_response_type(
-    caller: CachedCaller, client: ChatClient, history: list[Message], response: str
+    caller: Caller, client: ChatClient, history: list[Message], response: str
 ) -> Verdict:
     prompt = load_prompt("response_type")
     user = prompt.render_user(context=render_context(history), response=response)
@@ -58,7 +58,7 @@ class ResponseTypeKind:
     def prompt_ref(self, mode: Mode) -> str:
         return prompt_ref()
 
-    async def judge(self, caller: CachedCaller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict:
+    async def judge(self, caller: Caller, client: ChatClient, task: JudgeTask, mode: Mode) -> Verdict:
         return await judge_response_type(caller, client, task.history, task.response)
 
     def merge(self, rows: list[JudgementRow]) -> Merged:

@@ -65,7 +65,7 @@ class Response:
         return {kind: m.unscored for kind, m in self.merged.items() if m.unscored}
 
 
-def merge(resp: Response, rows: list[JudgementRow]) -> None:
+def merge_judgements(resp: Response, rows: list[JudgementRow]) -> None:
     """Record each judge's judgements of `resp` and merge them per registered kind (judge/kinds.py)."""
     by_kind: dict[str, list[JudgementRow]] = defaultdict(list)
     for row in rows:
@@ -95,7 +95,7 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
                 condition=first.condition, sequence_index=first.sequence_index, moves=first.moves, idx=row.idx,
                 move=row.move, user_text=row.user_text, text=row.response, stop_reason=first.stop_reason or "",
             )  # fmt: skip
-            merge(resp, judgements.get(row.idx, []))
+            merge_judgements(resp, judgements.get(row.idx, []))
             conv.append(resp)
         yield conv
 

@@ -1,14 +1,26 @@
 """`provider/model` names, checked without importing any client: provider, model name shape, API key present,
-base URL present and well formed. Kept light (no HTTP stack), so bad flags are rejected at once (docs/performance.md).
+base URL present and well formed, model options known. Kept light (no HTTP stack), so bad flags are rejected at once
+(docs/performance.md).
+
+Model options follow the name after `?`, `&`-separated: `openai/o3-mini?reasoning_effort=high`,
+`openai-api/my-o3?reasoning=true`. They are part of the model's name everywhere (run identity, call cache, reports),
+so two settings of one model are two models. Which options a provider takes is its own (`Provider.options`); CarryOn's
+OpenAI and OpenAI-compatible providers take `reasoning=true|false` (override the name rule,
+`openai_compat.is_reasoning_model`), `reasoning_effort=…` (passed through) and `reasoning_budget=N` (tokens added for
+hidden reasoning, default 4096) (models/builtin.py).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from carryon.core.errors import BadInput
+
+if TYPE_CHECKING:
+    from carryon.models.providers import Provider
 
 DEFAULT_LOCAL = "local/qwen2.5-coder-1.5b"
 @dataclass(frozen=True)
@@ -18,10 +30,15 @@ class ModelSpec:
     provider: str
     model: str
     base_url: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
-        return f"{self.provider}/{self.model}"
+        query = "&".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.provider}/{self.model}" + (f"?{query}" if query else "")
+
+    def option(self, key: str) -> str | None:
+        return dict(self.options).get(key)
 
 
 def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None) -> ModelSpec:
@@ -29,7 +46,8 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
     raises BadInput naming the flag and the problem."""
     from carryon.models.providers import get
 
-    provider, sep, model = name.partition("/")
+    bare, _, query = name.partition("?")
+    provider, sep, model = bare.partition("/")
     if not sep or not model.strip():
         raise BadInput(f"--{role} {name!r}: expected provider/model, e.g. openai/gpt-4o-mini or local/qwen2.5-coder-1.5b")
     try:
@@ -46,4 +64,20 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
             raise BadInput(f"--base-url {base_url!r} (for --{role}): not an http(s) URL")
     if spec.key_env and not os.environ.get(spec.key_env):
         raise BadInput(f"--{role} {name!r}: environment variable {spec.key_env} is not set")
-    return ModelSpec(provider=provider, model=model, base_url=base_url if spec.base_url != "ignored" else None)
+    options = _parse_options(name, role, spec, query) if query else ()
+    return ModelSpec(provider=provider, model=model, base_url=base_url if spec.base_url != "ignored" else None,
+                     options=options)  # fmt: skip
+
+
+def _parse_options(name: str, role: str, spec: Provider, query: str) -> tuple[tuple[str, str], ...]:
+    """`key=value&…` checked by the provider's own option check; sorted, so one setting has one name."""
+    if spec.options is None:
+        raise BadInput(f"--{role} {name!r}: {spec.name} models take no options")
+    options: dict[str, str] = {}
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        problem = "expected key=value" if not sep else spec.options(key, value)
+        if problem:
+            raise BadInput(f"--{role} {name!r}: model option {part!r}: {problem}")
+        options[key] = value
+    return tuple(sorted(options.items()))

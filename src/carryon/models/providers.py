@@ -48,7 +48,9 @@ class Provider:
     - `models`: the model names it knows, when it knows them all (checked at once: `testing/idael` is a typo);
     - `serial`: serves one request at a time (llama.cpp): conversations and judgements run one after another;
     - `preflight`: a check before any paid call (the server is reachable and serves the model), raising BadInput;
-    - `on_dataset`: told the run's items before the run (the testing models answer by recognising them).
+    - `on_dataset`: told the run's items before the run (the testing models answer by recognising them);
+    - `options`: checks one model option (`provider/model?key=value`, models/names.py): why `key=value` is not
+      valid, or None; without it the provider's models take no options.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Provider:
     serial: bool = False
     preflight: Callable[[ModelSpec], None] | None = None
     on_dataset: Callable[[list[Any]], None] | None = None
+    options: Callable[[str, str], str | None] | None = None
 
 
 _registered: dict[str, Provider] = {}
@@ -67,7 +70,8 @@ _registered: dict[str, Provider] = {}
 def provider(name: str, *, key_env: str | None = None, base_url: Literal["required", "optional", "ignored"] = "ignored",
              models: Callable[[], Iterable[str]] | None = None, serial: bool = False,
              preflight: Callable[[ModelSpec], None] | None = None,
-             on_dataset: Callable[[list[Any]], None] | None = None) -> Callable[[Opener], Opener]:  # fmt: skip
+             on_dataset: Callable[[list[Any]], None] | None = None,
+             options: Callable[[str, str], str | None] | None = None) -> Callable[[Opener], Opener]:  # fmt: skip
     """Register the decorated `open(spec, pool) -> ChatClient` as provider `name`."""
 
     def register(open_client: Opener) -> Opener:
@@ -76,7 +80,8 @@ def provider(name: str, *, key_env: str | None = None, base_url: Literal["requir
         known = _registered.get(name)
         if known is not None and known.open is not open_client:
             raise ValueError(f"provider {name!r} is registered twice ({known.open.__module__}, {open_client.__module__})")
-        _registered[name] = Provider(name, open_client, key_env, base_url, models, serial, preflight, on_dataset)
+        _registered[name] = Provider(name, open_client, key_env, base_url, models, serial, preflight, on_dataset,
+                                     options)  # fmt: skip
         return open_client
 
     return register

@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from carryon.core.contracts import FAILURE_MODES, read_records
 from carryon.core.io import write_atomic
+from carryon.metrics.categories import report_rows
 from carryon.report.plots import all_plots
 
 _env = Environment(
@@ -80,6 +81,7 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
         meta=meta,
         meta_json=json.dumps(meta, indent=2, sort_keys=True),
         models=metrics_by_model,
+        category_rows={name: report_rows(m.get("by_category") or {}) for name, m in metrics_by_model.items()},
         plots=all_plots(metrics_by_model),
         conversations=conversations,
         conversations_total=total,

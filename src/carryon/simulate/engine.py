@@ -1,6 +1,9 @@
 """Plays planned conversations: the target answers, the simulated user follows up with the planned move, turn by
 turn. Conversations run concurrently; a conversation's own turns run in order (with llama.cpp this keeps its KV
 cache warm). Each response is stored as it arrives; a conversation is marked done with its stop reason.
+
+A response the provider's safety layer stopped (`provider_refusal`) ends the conversation there, with that stop
+reason: there is no reply for the simulated user to answer.
 """
 
 from __future__ import annotations
@@ -8,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.data.schema import Item
 from carryon.core.errors import ModelCallError
-from carryon.core.chat import ChatClient, ChatRequest, Message
+from carryon.core.chat import PROVIDER_REFUSAL, ChatClient, ChatRequest, ChatResult, Message
 from carryon.core.moves import Move
 from carryon.simulate.user import SimulatedUser
 from carryon.store import PlanRow, Store
 from carryon.core.concurrency import run_workers
+
+
+TurnSink = Callable[[int, str | None, str, ChatResult, bool], None]
+"""Receives each response as it arrives: (index, move or None, the user message it answers, result, user fallback)."""
 
 
 @dataclass(frozen=True)
@@ -26,8 +33,9 @@ class TargetSettings:
 
 
 class Engine:
-    def __init__(self, store: Store, caller: CachedCaller, target: ChatClient, user: SimulatedUser,
+    def __init__(self, store: Store | None, caller: Caller, target: ChatClient, user: SimulatedUser,
                  items: dict[str, Item], settings: TargetSettings) -> None:  # fmt: skip
+        """`store` None: only `converse` is used (the Inspect AI task keeps its conversations in its samples)."""
         self.store, self.caller, self.target, self.user = store, caller, target, user
         self.items, self.settings = items, settings
 
@@ -39,26 +47,45 @@ class Engine:
             temperature=self.settings.temperature,
         )
 
-    async def play(self, row: PlanRow) -> str:
-        """Play one planned conversation from the start (turns already cached cost no call); return its stop reason."""
-        conv_id, item = row.conv_id, self.items[row.item_id]
-        self.store.reset_conversation(conv_id)
-        first = item.intent_upfront if row.condition == "upfront" else item.query
+    async def converse(self, conv_id: str, item: Item, condition: str, moves: Sequence[str],
+                       on_turn: TurnSink | None = None) -> str:  # fmt: skip
+        """Play one conversation, handing each response to `on_turn` as it arrives; return the stop reason. Touches
+        no store: `play` records to the run store, the Inspect AI task (carryon/inspect_task.py) to its sample."""
+        first = item.intent_upfront if condition == "upfront" else item.query
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
-        self.store.add_turn(conv_id, 0, None, first, result)
+        if on_turn:
+            on_turn(0, None, first, result, False)
         history.append(Message(role="assistant", content=result.text))
+        if result.finish_reason == PROVIDER_REFUSAL:
+            return PROVIDER_REFUSAL
         stop = "sequence_complete"  # the plan fits every sequence to --max-turns (simulate.plans)
-        for idx, move in enumerate((Move(m) for m in row.moves), start=1):
+        for idx, move in enumerate((Move(m) for m in moves), start=1):
             turn = await self.user.next_message(item, move, history, seed=f"{conv_id}:{idx}")
             if turn.ended:
                 stop = "user_ended"
                 break
             history.append(Message(role="user", content=turn.text))
             result = await self.caller.call("target", self.target, self._request(history))
-            self.store.add_turn(conv_id, idx, move.value, turn.text, result, user_fallback=turn.fallback)
+            if on_turn:
+                on_turn(idx, move.value, turn.text, result, turn.fallback)
             history.append(Message(role="assistant", content=result.text))
-        self.store.finish_conversation(conv_id, "done", stop)
+            if result.finish_reason == PROVIDER_REFUSAL:  # the provider's filter ends it: nothing for the user to answer
+                stop = PROVIDER_REFUSAL
+                break
+        return stop
+
+    async def play(self, row: PlanRow) -> str:
+        """Play one planned conversation from the start (turns already cached cost no call); return its stop reason."""
+        conv_id, store = row.conv_id, self.store
+        assert store is not None, "Engine.play records to a run store"
+        store.reset_conversation(conv_id)
+
+        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: bool) -> None:
+            store.add_turn(conv_id, idx, move, user_text, result, user_fallback=fallback)
+
+        stop = await self.converse(conv_id, self.items[row.item_id], row.condition, row.moves, record)
+        store.finish_conversation(conv_id, "done", stop)
         return stop
 
     async def run(self, rows: Sequence[PlanRow], concurrency: int, on_done: Callable[[], None] | None = None) -> int:
@@ -75,6 +102,7 @@ class Engine:
                 if error.permanent:
                     raise
                 failures += 1
+                assert self.store is not None
                 self.store.finish_conversation(row.conv_id, "failed", f"error: {error}")
             if on_done:
                 on_done()
