@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 # The near-duplicate check must match validate_file's exactly, so it uses the same normalisation and threshold.
-from carryon.data.load import NEAR_DUPLICATE_RATIO, builtin_path, field_problems, normalise_query
+from carryon.data.load import NEAR_DUPLICATE_RATIO, builtin_path, field_problems, json_line, normalise_query, text_lines
 from carryon.data.schema import CATEGORIES, CHECKLIST_MAX, CHECKLIST_MIN, UNSAFE_MAX, UNSAFE_MIN, Item
 from carryon import aio
 from carryon.errors import BadInput, ModelCallError
@@ -179,13 +179,12 @@ def _jsonl_rows(path: Path, text: str) -> tuple[list[RawRow], list[str]]:
     """Rows of a raw JSONL file and per-line problems; BadInput when no line has a `query` field."""
     rows: list[RawRow] = []
     problems: list[str] = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append(f"{path}:{n}: line: invalid JSON ({error.msg} at column {error.colno})")
+        obj = json_line(line)
+        if isinstance(obj, str):
+            problems.append(f"{path}:{n}: line: {obj}")
             continue
         if not isinstance(obj, dict):
             problems.append(f"{path}:{n}: line: expected a JSON object")
@@ -243,9 +242,13 @@ def load_raw(path: Path) -> list[RawRow]:
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise BadInput(f"{path}: expected a .csv or .jsonl file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInput(f"{path}: unreadable ({error})") from None
+        lines = text_lines(path.read_bytes())
+    except OSError as error:
+        raise BadInput(f"{path}: unreadable ({error.strerror or error})") from None
+    undecodable = [f"{path}:{n}: line: {why}" for n, line, why in lines if line is None]
+    if undecodable:
+        raise BadInput("\n".join(undecodable[:MAX_PROBLEMS_SHOWN]))
+    text = "\n".join(line or "" for _, line, _ in lines)
     rows, problems = (_csv_rows if path.suffix.lower() == ".csv" else _jsonl_rows)(path, text)
     if not rows and not problems:
         raise BadInput(f"{path}: no queries (the file is empty)")
@@ -415,10 +418,23 @@ def check_out(out: Path, raw: Path) -> None:
         raise BadInput(f"--out {out}: not writable ({error.strerror or error})") from None
 
 
+# Characters some readers take for line ends (str.splitlines does): written as JSON escapes, so one item stays one
+# line for every reader.
+_LINE_BREAKERS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"}
+
+
+def item_line(item: Item) -> str:
+    """One item as a JSONL line: UTF-8 text as is, except the line-breaking characters above, escaped."""
+    line = json.dumps(item.model_dump(mode="json"), ensure_ascii=False)
+    for char, escape in _LINE_BREAKERS.items():
+        line = line.replace(char, escape)
+    return line
+
+
 def write_items(out: Path, items: list[Item]) -> None:
     """Write items as jsonl (one object per line, schema field order), replacing `out` atomically."""
     tmp = out.with_name(f".{out.name}.tmp")
-    lines = [json.dumps(item.model_dump(mode="json"), ensure_ascii=False) for item in items]
+    lines = [item_line(item) for item in items]
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tmp.replace(out)
 
