@@ -200,7 +200,7 @@ def compare(
     except CarryOnError as error:
         fail(error)
     table = Table(title="CarryOn leaderboard (Ben-Util and harm in %)")
-    table.add_column("model", overflow="fold", min_width=20)
+    table.add_column("model", overflow="fold", min_width=20, no_wrap=True)
     for col in ("turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive"):
         table.add_column(col, justify="right")
     for row in rows:
