@@ -76,6 +76,9 @@ def test_finished_work_is_kept_when_the_endpoint_dies(fake_server: str, small_da
         done = db.execute("SELECT COUNT(*) FROM plan WHERE status='done'").fetchone()[0]
         made_before = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     assert done > 0 and made_before > 0
+    stopped_metrics = load_metrics(out)  # the outputs show what finished, marked as such
+    assert stopped_metrics["complete"] is False and stopped_metrics["pending"]["conversations"] > 0
+    assert 'id="partial"' in (out / "report.html").read_text(encoding="utf-8")
     resumed = run_cli(*_args(fake_server, small_dataset, out))  # same run, a healthy server
     assert resumed.returncode == 0, resumed.stderr
     with sqlite3.connect(out / "run.sqlite") as db:
@@ -151,3 +154,14 @@ def test_progress_shows_retries_as_they_happen(small_dataset: Path, tmp_path: Pa
     assert faults > 0
     retry_rows = [line for line in result.stderr.splitlines() if line.startswith("retries")]
     assert retry_rows and "last: " in retry_rows[-1], result.stderr
+
+
+def test_a_body_over_the_read_limit_is_refused_not_read(small_dataset: Path, tmp_path: Path) -> None:
+    proc, base = start_server("--mode", "huge", "--body-bytes", "17500000")
+    try:
+        result = run_cli(*_args(base, small_dataset, tmp_path / "run", "--max-response-bytes", "1024",
+                                "--give-up-after", "2"))  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert result.returncode == 1 and "response body over 16785408 bytes" in result.stderr, result.stderr

@@ -295,7 +295,7 @@ def judge_validate(
     limit: Annotated[Optional[int], typer.Option(help="stratified sample of N rows (seeded)")] = None,
     mode: Annotated[str, typer.Option(help="Ben-Util mode: per-item or batched")] = "per-item",
     concurrency: Annotated[int, typer.Option(help="judge calls in flight (1 for a local model)")] = 4,
-    out: Annotated[Path, typer.Option(help="folder for the call cache and the result JSON")] = Path("runs/judge-validate"),
+    out_arg: Annotated[str, typer.Option("--out", help="folder for the call cache and the result JSON")] = "runs/judge-validate",
 ) -> None:
     """Measure a judge against human labels; print a table and write OUT/validation-<task>-<judge>.json."""
 
@@ -306,7 +306,10 @@ def judge_validate(
     from carryon.rundir import check_out, locked
     from carryon.store import Store
 
+    from carryon.rundir import out_path
+
     try:
+        out = out_path(out_arg)
         if task not in ("response-type", "harm", "ben-util"):
             raise BadInput(f"--task {task!r}: expected response-type, harm or ben-util")
         if mode not in ("per-item", "batched"):

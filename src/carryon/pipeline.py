@@ -308,9 +308,21 @@ def _run_locked(config: RunConfig, roles: Roles, items: list[Item], dataset_sha:
         try:
             outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick, on_retry))
         except ModelCallError as error:
+            _outputs_after_a_stop(store)
             raise CarryOnError(error_line(str(error))) from None
         write_outputs(store)
     return outcome
+
+
+def _outputs_after_a_stop(store: Store) -> None:
+    """After a stop (breaker, permanent error) the outputs are rewritten when anything finished, so they show what
+    did, marked `complete: false`, instead of an earlier state. Best effort: the stop's own message matters more."""
+    if not store.plan_counts().get("done"):
+        return
+    try:
+        write_outputs(store)
+    except Exception:  # noqa: BLE001 - never hide the error that stopped the run
+        pass
 
 
 @contextmanager

@@ -125,6 +125,7 @@ class HttpChatClient:
         what = self.display
         last: TransientError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
+            cut_short = False
             if self.breaker.tripped:
                 raise self._trip()
             async with self.limiter.slot():
@@ -132,9 +133,10 @@ class HttpChatClient:
                     raise self._trip()
                 started = self.breaker.now()
                 clock = time.perf_counter()
+                timeout = self._attempt_timeout()
                 try:
                     async with self._http().post(url, data=body, headers=_JSON, params=self.url.params or None,
-                                                 timeout=self._attempt_timeout()) as response:  # fmt: skip
+                                                 timeout=timeout) as response:  # fmt: skip
                         raw = await self._read(response, what)
                         check_status(response.status, response.headers.get("retry-after"), raw, what)
                     result = self._parse(raw, what)
@@ -142,12 +144,14 @@ class HttpChatClient:
                     last = error
                 except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
                     last = TransientError(f"{what}: {type(error).__name__}")
+                    cut_short = isinstance(error, asyncio.TimeoutError) and timeout is not self._timeout
                 else:
                     self.breaker.on_success()
                     self.limiter.on_success()
                     result.latency_s = time.perf_counter() - clock
                     return result
-            self.breaker.on_failure(started, str(last).removeprefix(f"{what}: "))
+            # a timeout the breaker itself cut short says less than the error that started the failing streak
+            self.breaker.on_failure(started, str(last).removeprefix(f"{what}: "), keep_last=cut_short)
             if last.overload:
                 self.limiter.on_overload()
             self.retries += 1

@@ -102,12 +102,14 @@ class CircuitBreaker:
         self._last_success = self.now()
         self._failing_since = None
 
-    def on_failure(self, started: float, error: str) -> None:
-        """An attempt that started at `started` failed with `error` (a one-line, redacted message)."""
+    def on_failure(self, started: float, error: str, *, keep_last: bool = False) -> None:
+        """An attempt that started at `started` failed with `error` (a one-line, redacted message); `keep_last` keeps
+        the error already recorded, if any (for a timeout the breaker itself cut short)."""
         since = max(started, self._last_success)
         if self._failing_since is None or since < self._failing_since:
             self._failing_since = since
-        self.last_error = error
+        if not (keep_last and self.last_error):
+            self.last_error = error
 
     def failing_for(self) -> float:
         return 0.0 if self._failing_since is None else self.now() - self._failing_since
