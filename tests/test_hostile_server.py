@@ -157,11 +157,11 @@ def test_progress_shows_retries_as_they_happen(small_dataset: Path, tmp_path: Pa
 
 
 def test_a_body_over_the_read_limit_is_refused_not_read(small_dataset: Path, tmp_path: Path) -> None:
-    proc, base = start_server("--mode", "huge", "--body-bytes", "17500000")
+    proc, base = start_server("--mode", "huge", "--body-bytes", "68000000")
     try:
         result = run_cli(*_args(base, small_dataset, tmp_path / "run", "--max-response-bytes", "1024",
                                 "--give-up-after", "2"))  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(10)
-    assert result.returncode == 1 and "response body over 16785408 bytes" in result.stderr, result.stderr
+    assert result.returncode == 1 and "response body over 67125248 bytes" in result.stderr, result.stderr

@@ -29,7 +29,8 @@ from carryon.models.textcap import MAX_RESPONSE_BYTES, bound_text
 from carryon.redact import error_line, split_url
 
 _JSON = {"Content-Type": "application/json"}
-BODY_LIMIT_BASE = 16 * 1024 * 1024  # a response body is read up to this plus 8 x the text cap, then refused
+BODY_LIMIT_BASE = 64 * 1024 * 1024  # a response body is read up to this plus 16 x the text cap, then refused
+BIG_BODY = 4 * 1024 * 1024  # bodies larger than this are read and parsed one at a time per client (bounded memory)
 
 RetryHook = Callable[[str], None]  # told a one-line reason each time a call is retried
 
@@ -71,6 +72,7 @@ class HttpChatClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
         self._max_connections = max(concurrency, 1) * 2
         self._session: aiohttp.ClientSession | None = None
+        self._big_body = asyncio.Lock()
 
     @property
     def display(self) -> str:
@@ -108,16 +110,30 @@ class HttpChatClient:
             "re-run the same command to resume"
         ))  # fmt: skip
 
-    async def _read(self, response: aiohttp.ClientResponse, what: str) -> bytes:
-        limit = BODY_LIMIT_BASE + 8 * self.max_response_bytes
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await response.content.read(1 << 16):
-            size += len(chunk)
-            if size > limit:
+    async def _read_into(self, body: bytearray, response: aiohttp.ClientResponse, upto: int, what: str) -> bool:
+        """Read the body into `body` until it holds `upto` bytes (False: more remains) or it ends (True); a body
+        over the limit is refused, unread."""
+        limit = BODY_LIMIT_BASE + 16 * self.max_response_bytes
+        while len(body) <= upto:
+            chunk = await response.content.read(1 << 16)
+            if not chunk:
+                return True
+            body += chunk
+            if len(body) > limit:
                 raise TransientError(f"{what}: response body over {limit} bytes (not read further)")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return False
+
+    async def _receive(self, response: aiohttp.ClientResponse, what: str) -> ChatResult:
+        """The response read, checked and parsed. A body past BIG_BODY waits for the client's one big-body slot, so
+        a server answering in tens of megabytes costs the memory of one such answer at a time, not one per call."""
+        body = bytearray()
+        if await self._read_into(body, response, BIG_BODY, what):
+            check_status(response.status, response.headers.get("retry-after"), bytes(body[:1000]), what)
+            return self._parse(body, what)
+        async with self._big_body:
+            await self._read_into(body, response, 1 << 62, what)
+            check_status(response.status, response.headers.get("retry-after"), bytes(body[:1000]), what)
+            return self._parse(body, what)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         body = json.dumps(self.build_payload(request)).encode()
@@ -137,9 +153,7 @@ class HttpChatClient:
                 try:
                     async with self._http().post(url, data=body, headers=_JSON, params=self.url.params or None,
                                                  timeout=timeout) as response:  # fmt: skip
-                        raw = await self._read(response, what)
-                        check_status(response.status, response.headers.get("retry-after"), raw, what)
-                    result = self._parse(raw, what)
+                        result = await self._receive(response, what)
                 except TransientError as error:
                     last = error
                 except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
@@ -167,7 +181,7 @@ class HttpChatClient:
             raise self._trip()
         raise ModelCallError(error_line(f"{last} (gave up after {self.retry.max_attempts} attempts)"))
 
-    def _parse(self, raw: bytes, what: str) -> ChatResult:
+    def _parse(self, raw: bytes | bytearray, what: str) -> ChatResult:
         try:
             result = self.parse_body(json.loads(raw))
         except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError, RecursionError) as error:
