@@ -21,8 +21,12 @@ from urllib.parse import urlparse
 from carryon.errors import BadInput
 from carryon.models.anthropic import ANTHROPIC_VERSION, AnthropicClient
 from carryon.models.base import ChatClient
+from carryon.models.http import RetryHook
 from carryon.models.local import LocalServer, resolve_weights
 from carryon.models.openai_compat import REASONING_EFFORTS, OpenAICompatClient
+from carryon.models.retry import GIVE_UP_AFTER_S
+from carryon.models.textcap import MAX_RESPONSE_BYTES
+from carryon.redact import plain, redact_url, register_env_keys, split_url
 
 Provider = Literal["openai", "openai-api", "anthropic", "local", "testing"]
 PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
@@ -74,8 +78,13 @@ def _parse_options(name: str, role: str, provider: str, query: str) -> tuple[tup
     return tuple(sorted(options.items()))
 
 
-def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None) -> ModelSpec:
-    """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag and the problem."""
+def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None,
+                     url_flag: str = "--base-url") -> ModelSpec:  # fmt: skip
+    """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag (`url_flag`: the one that
+    gave `base_url`) and the problem. Credentials in the URL are registered for redaction (carryon/redact.py)."""
+    register_env_keys()
+    if base_url is not None:
+        _check_url(base_url, role, url_flag)
     bare, _, query = name.partition("?")
     provider, sep, model = bare.partition("/")
     if not sep or not model.strip():
@@ -89,10 +98,6 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
             raise BadInput(f"--{role} {name!r}: unknown testing model; known: {', '.join(sorted(MODELS))}")
     if provider == "openai-api" and not base_url:
         raise BadInput(f"--{role} {name!r}: openai-api models need a server: pass --base-url")
-    if base_url is not None:
-        parsed = urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise BadInput(f"--base-url {base_url!r} (for --{role}): not an http(s) URL")
     if provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
         raise BadInput(f"--{role} {name!r}: environment variable {KEY_ENV[provider]} is not set")
     options = _parse_options(name, role, provider, query) if query else ()
@@ -112,11 +117,26 @@ def reasoning_settings(spec: ModelSpec) -> dict[str, Any]:
     return settings
 
 
+def _check_url(base_url: str, role: str, flag: str) -> None:
+    shown = plain(redact_url(base_url))
+    try:
+        parsed = urlparse(base_url)
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+        split_url(base_url)
+    except ValueError as error:
+        raise BadInput(f"{flag} {shown!r} (for --{role}): not a valid URL ({error})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"{flag} {shown!r} (for --{role}): not an http(s) URL")
+
+
 class ModelPool:
     """Opens one client per (role, model) and one local server per GGUF; closes them all on exit."""
 
-    def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096) -> None:
+    def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096,
+                 give_up_after_s: float = GIVE_UP_AFTER_S, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 on_retry: RetryHook | None = None) -> None:  # fmt: skip
         self.concurrency, self.timeout_s, self.n_ctx = concurrency, timeout_s, n_ctx
+        self.give_up_after_s, self.max_response_bytes, self.on_retry = give_up_after_s, max_response_bytes, on_retry
         self._stack = AsyncExitStack()
         self._servers: dict[str, LocalServer] = {}
         self.clients: dict[str, ChatClient] = {}
@@ -148,6 +168,9 @@ class ModelPool:
 
 def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> ChatClient:
     common: dict[str, Any] = {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s}
+    bounds: dict[str, Any] = {"give_up_after_s": pool.give_up_after_s, "max_response_bytes": pool.max_response_bytes,
+                              "on_retry": pool.on_retry}  # fmt: skip
+    common.update(bounds)
     if spec.provider == "testing":
         from carryon.testing.models import InProcessClient
 
@@ -158,6 +181,7 @@ def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> Cha
         return OpenAICompatClient(
             spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1, timeout_s=600.0,
             health=server.death,
+            **bounds,
         )
     if spec.provider == "openai-api":
         assert spec.base_url is not None
