@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 # inside `check`, so a bad flag is rejected before any of it loads (docs/performance.md, "bad flag").
 STORE_FILE = "run.sqlite"  # carryon.store.STORE_FILE, without importing the store
 JUDGE_FIELDS = frozenset({"judge", "judge_prompt_versions", "ben_util_mode"})
+# Files of ours that may stand in a run directory without its store (rundir.check_out).
+OUTPUT_FILES = frozenset({"report.html", "metrics.json", "conversations.jsonl", "turns.parquet", f"{STORE_FILE}-wal",
+                          f"{STORE_FILE}-shm"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,16 @@ def check_flags(config: RunConfig) -> Roles:
     return check_roles(config)
 
 
+def _spec(config: RunConfig, name: str, role: str) -> ModelSpec:
+    """`name` parsed for `role`; a problem with the base URL names the flag that gave it."""
+    flag = f"--{role}-base-url" if getattr(config, f"{role}_base_url") else "--base-url"
+    return parse_model_name(name, role=role, base_url=config.role_base_url(role), url_flag=flag)
+
+
 def check_roles(config: RunConfig) -> Roles:
-    target = parse_model_name(config.target, role="target", base_url=config.role_base_url("target"))
-    user = None if config.user == SCRIPTED else parse_model_name(
-        config.user, role="user", base_url=config.role_base_url("user"))  # fmt: skip
-    judges = [parse_model_name(j, role="judge", base_url=config.role_base_url("judge")) for j in config.judge]
+    target = _spec(config, config.target, "target")
+    user = None if config.user == SCRIPTED else _spec(config, config.user, "user")
+    judges = [_spec(config, j, "judge") for j in config.judge]
     return Roles(target, user, judges)
 
 
@@ -97,6 +105,13 @@ def dataset_fingerprint(path: str | None) -> tuple[str, str]:
     if not file.is_file():
         raise BadInput(f"--dataset {path}: file not found")
     return hashlib.sha256(file.read_bytes()).hexdigest(), str(file)
+
+
+def out_path(value: str, flag: str = "--out") -> Path:
+    """The path a flag names; an empty value (which would mean the current folder) is refused."""
+    if not value.strip():
+        raise BadInput(f"{flag}: empty path; name a folder (e.g. {flag} runs/mine)")
+    return Path(value)
 
 
 def check_writable(out: Path, flag: str = "--out") -> None:
@@ -173,6 +188,7 @@ def check(config: RunConfig, *, force_new: bool = False, rejudge: bool = False) 
     """Every check of a run that needs no write; raises BadInput (exit 2) naming the flag and the problem."""
     from carryon.data.load import load_items
     from carryon.models.preflight import preflight
+    from carryon.rundir import check_out
 
     roles = check_flags(config)
     dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
@@ -181,6 +197,7 @@ def check(config: RunConfig, *, force_new: bool = False, rejudge: bool = False) 
     dataset_version = versions.pop() if len(versions) == 1 else "mixed"
     ident = identity(config, dataset_sha, dataset_version)
     check_writable(config.out)
+    check_out(config.out, outputs=OUTPUT_FILES)  # a foreign folder or run.sqlite is refused before it is read
     pending = True
     db = None if force_new else _read_only(config.out)
     if db is not None:

@@ -17,25 +17,31 @@ from typing import Any
 from carryon import __version__
 from carryon.core import concurrency as aio
 from carryon.calls import CachedCaller
-from carryon.check import CheckedRun, check, differing_fields
+from carryon.check import OUTPUT_FILES, CheckedRun, check, differing_fields
 from carryon.config import RunConfig
 from carryon.core.contracts import RunMetrics
 from carryon.data.schema import Item
 from carryon.core.errors import BadInput, CarryOnError, ModelCallError
+from carryon.judge.kinds import kinds
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
 from carryon.core.chat import ChatClient
+from carryon.core.contracts import Pending
+from carryon.core.redact import error_line, redact_url
 from carryon.models.providers import get
 from carryon.models.registry import ModelPool
 from carryon.core.io import write_json
 from carryon.report.exports import ConversationExport
 from carryon.report.html import browser_sample, write_report
+from carryon.rundir import check_out, locked, shown, store_is_ours
 from carryon.simulate.engine import Engine, TargetSettings
 from carryon.simulate.plans import plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
 from carryon.store import STORE_FILE, Store
 
 Tick = Callable[[str, int, int], None]  # (stage, done, total)
+RetryHook = Callable[[str], None]  # models.http.RetryHook: told a one-line reason each time a call is retried
+URL_FIELDS = ("base_url", "target_base_url", "user_base_url", "judge_base_url")
 
 
 @dataclass
@@ -52,15 +58,28 @@ class RunOutcome:
         return f"model calls: {self.made} made, {self.from_cache} from cache"
 
 
-def prepare_out(out: Path, force_new: bool) -> None:
-    """Make the run directory (checked writable by `check`); with `force_new`, drop the store it holds."""
+def prepare_out(out: Path, force_new: bool, flag: str = "--out") -> None:
+    """Make the run directory (checked by `check`: writable, new or ours) and check it is writable (call with its
+    lock held, `rundir.locked`); with `force_new`, drop the store it holds."""
     try:
         out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".carryon.write-test"
+        probe.write_text("ok")
+        probe.unlink()
     except OSError as error:
-        raise BadInput(f"--out {out}: not writable ({error.strerror or error})") from None
+        raise BadInput(f"{flag} {shown(out)}: not writable ({error.strerror or error})") from None
     if force_new:
         for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm"):
             (out / name).unlink(missing_ok=True)
+
+
+def stored_config(config: RunConfig) -> dict[str, Any]:
+    """The config as stored in the run and shown in reports: base URLs with their credentials masked."""
+    values = config.model_dump(mode="json", exclude={"out"})
+    for key in URL_FIELDS:
+        if values.get(key):
+            values[key] = redact_url(values[key])
+    return values
 
 
 def store_identity(store: Store, checked: CheckedRun) -> None:
@@ -125,7 +144,7 @@ async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClie
     return unscored, failed
 
 
-async def _execute(store: Store, checked: CheckedRun, tick: Tick | None) -> RunOutcome:
+async def _execute(store: Store, checked: CheckedRun, tick: Tick | None, on_retry: RetryHook | None) -> RunOutcome:
     config, roles = checked.config, checked.roles
     items = {i.id: i for i in checked.items}
     caller = CachedCaller(store)
@@ -138,7 +157,9 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None) -> RunO
     # fast) and judge one response after another (its judgements share their prompt prefix).
     conv_conc = 1 if get(roles.target.provider).serial else config.concurrency
     judge_conc = 1 if any(get(j.provider).serial for j in roles.judges) else config.concurrency
-    async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s) as pool:
+    async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s, on_retry=on_retry,
+                         give_up_after_s=config.give_up_after_s,
+                         max_response_bytes=config.max_response_bytes) as pool:  # fmt: skip
         target = pool.client("target", roles.target)
         user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
         judge_clients = {j.name: pool.client("judge", j) for j in roles.judges}
@@ -158,13 +179,30 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None) -> RunO
     return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
 
 
+def run_status(store: Store, items: frozenset[str] | None) -> tuple[bool, Pending]:
+    """Whether the run is finished over the items in scope, and what is still pending: conversations not done
+    (pending or failed) and judgements not made (per response, judge and registered kind)."""
+    config = store.get_meta("config") or {}
+    ids = sorted(items) if items is not None else list(store.item_bodies())
+    plan = store.plan_counts(ids)
+    conversations = sum(n for status, n in plan.items() if status != "done")
+    judgements = (store.count_missing_judgements(ids, list(config.get("judge") or []), tuple(kinds()))
+                  if ids else 0)  # fmt: skip
+    return conversations == 0 and judgements == 0, Pending(conversations=conversations, judgements=judgements)
+
+
 def write_outputs(store: Store) -> RunMetrics:
     """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls), in
-    one streaming pass: each conversation goes to the exports as the analysis reads it."""
+    one streaming pass: each conversation goes to the exports as the analysis reads it. They cover the items of the
+    last `carryon run` (its --limit), and say whether the run is complete."""
     out = store.run_dir
     target = (store.get_meta("config") or {}).get("target", "unknown")
+    scope = store.get_meta("scope")
+    items = frozenset(scope) if scope is not None else None
     with ConversationExport(out, store.item_bodies(), target) as export:
-        metrics = compute_metrics(store, export.add)
+        metrics = compute_metrics(store, export.add, items=items)
+    complete, pending = run_status(store, items)
+    metrics = metrics.model_copy(update={"complete": complete, "pending": pending})
     data = metrics.model_dump(mode="json")
     write_json(out / "metrics.json", data)
     meta = {k: v for k, v in data.items() if k != "models"}
@@ -173,40 +211,67 @@ def write_outputs(store: Store) -> RunMetrics:
     return metrics
 
 
-def execute(checked: CheckedRun, *, tick: Tick | None = None) -> RunOutcome:
-    """Run (or resume) a checked run; the first write to its directory happens here. The stages, in order:
-    identity → plan → rollout → judge (the two share one model pool) → outputs (analyze + report)."""
+def execute(checked: CheckedRun, *, tick: Tick | None = None, on_retry: RetryHook | None = None) -> RunOutcome:
+    """Run (or resume) a checked run; the first write to its directory happens here, with its lock held for the
+    whole run (carryon/rundir.py). The stages, in order: identity → plan → rollout → judge (the two share one model
+    pool) → outputs (analyze + report)."""
     config = checked.config
     for name in dict.fromkeys(spec.provider for spec in checked.roles.all()):
         if (hook := get(name).on_dataset) is not None:
             hook(checked.items)
-    prepare_out(config.out, checked.force_new)
+    with locked(config.out):
+        check_out(config.out, outputs=OUTPUT_FILES)  # again, now that no other command can change it
+        prepare_out(config.out, checked.force_new)
+        return _execute_locked(checked, tick, on_retry)
+
+
+def _execute_locked(checked: CheckedRun, tick: Tick | None, on_retry: RetryHook | None) -> RunOutcome:
+    config = checked.config
     with Store(config.out) as store:
         store_identity(store, checked)
-        store.set_meta("config", {**config.model_dump(mode="json", exclude={"out"}),
-                                  "dataset_sha256": checked.dataset_sha256,
+        store.set_meta("config", {**stored_config(config), "dataset_sha256": checked.dataset_sha256,
                                   "judge_prompt_versions": prompt_versions(config.ben_util_mode),
                                   "carryon_version": __version__})  # fmt: skip
         store.set_meta("dataset_version", checked.dataset_version)
+        store.set_meta("scope", sorted(i.id for i in checked.items))
         plan_run(store, checked.items, config)
         try:
-            outcome = aio.run(_execute(store, checked, tick))
+            outcome = aio.run(_execute(store, checked, tick, on_retry))
         except ModelCallError as error:
-            raise CarryOnError(str(error)) from None
+            _outputs_after_a_stop(store)
+            raise CarryOnError(error_line(str(error))) from None
         store.commit()  # a stage boundary: what rollout and judging derived is durable before the outputs
         write_outputs(store)
     return outcome
 
 
-def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None) -> RunOutcome:
+def _outputs_after_a_stop(store: Store) -> None:
+    """After a stop (breaker, permanent error) the outputs are rewritten when anything finished, so they show what
+    did, marked `complete: false`, instead of an earlier state. Best effort: the stop's own message matters more."""
+    if not store.plan_counts().get("done"):
+        return
+    try:
+        store.commit()
+        write_outputs(store)
+    except Exception:  # noqa: BLE001 - never hide the error that stopped the run
+        pass
+
+
+def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None,
+        on_retry: RetryHook | None = None) -> RunOutcome:  # fmt: skip
     """check, then execute: raises BadInput before anything is written on bad input."""
-    return execute(check(config, force_new=force_new, rejudge=rejudge), tick=tick)
+    return execute(check(config, force_new=force_new, rejudge=rejudge), tick=tick, on_retry=on_retry)
 
 
 @contextmanager
 def open_run(out: Path) -> Iterator[Store]:
-    if not (out / STORE_FILE).is_file():
-        raise BadInput(f"{out}: no CarryOn run here (missing {STORE_FILE})")
-    with Store(out) as store:
+    """The run store of `out`, its lock held; BadInput if `out` holds no CarryOn run (a foreign store is refused
+    before it is opened for writing)."""
+    store_path = out / STORE_FILE
+    if not store_path.is_file():
+        raise BadInput(f"{shown(out)}: no CarryOn run here (missing {STORE_FILE})")
+    if not store_is_ours(store_path):
+        raise BadInput(f"{shown(out)}: its {STORE_FILE} is not a CarryOn run store; refusing to touch it")
+    with locked(out, "run directory"), Store(out) as store:
         yield store
 

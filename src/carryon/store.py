@@ -25,6 +25,7 @@ from carryon.core.chat import ChatResult, Usage
 from carryon.core.errors import BadInput
 
 STORE_FILE = "run.sqlite"
+APPLICATION_ID = 0x436F4F6E  # "CoOn" in the SQLite header: how carryon/rundir.py tells our stores from foreign ones
 COMMIT_INTERVAL_S = 0.5
 
 # The store's schema evolves through this ordered list (as simonw/llm's migrations do): migration n brings a store to
@@ -60,6 +61,16 @@ CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value I
     """
 ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+""",
+    # 4: a response cut to the size cap (its original size in bytes) or with characters replaced (lone surrogates →
+    # U+FFFD), per cached call and per turn (models/textcap.py); rows only for such responses. IF NOT EXISTS: stores
+    # written between releases by a development version made these tables on open.
+    """
+CREATE TABLE IF NOT EXISTS call_notes (
+  key TEXT PRIMARY KEY, truncated_from INTEGER, replaced INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS turn_notes (
+  conv_id TEXT NOT NULL, idx INTEGER NOT NULL, truncated_from INTEGER, replaced INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (conv_id, idx));
 """,
 )
 STORE_SCHEMA = len(MIGRATIONS)
@@ -137,15 +148,20 @@ class TurnRow:
     sequence_index: int
     moves: tuple[str, ...]
     stop_reason: str | None
+    truncated_from: int | None = None
+    """the response's size in bytes when it was cut to the cap (turn_notes)"""
+    replaced: int = 0
+    """characters of the response replaced by U+FFFD (turn_notes)"""
 
     COLUMNS: ClassVar[str] = ("t.conv_id, t.idx, t.move, t.user_text, t.response, t.finish_reason, t.user_fallback, "
-                              "p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason")  # fmt: skip
+                              "p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason, n.truncated_from, "
+                              "COALESCE(n.replaced, 0)")  # fmt: skip
 
     @classmethod
     def from_db(cls, row: tuple[Any, ...]) -> TurnRow:
-        conv_id, idx, move, user_text, response, finish, fallback, item, cond, seq, moves, stop = row
+        conv_id, idx, move, user_text, response, finish, fallback, item, cond, seq, moves, stop, cut, replaced = row
         return cls(conv_id, idx, move, user_text, response, finish, bool(fallback), item, cond, seq,
-                   tuple(json.loads(moves)), stop)  # fmt: skip
+                   tuple(json.loads(moves)), stop, cut, replaced)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +195,7 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=10000")
         try:
             migrate(self.db, self.path)
+            self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         except BaseException:
             self.db.close()
             raise
@@ -259,14 +276,21 @@ class Store:
                                () if status is None else (status,))  # fmt: skip
         return [PlanRow.from_db(row) for row in rows]
 
-    def plan_counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM plan GROUP BY status")}
+    def plan_counts(self, items: Iterable[str] | None = None) -> dict[str, int]:
+        """Conversations per status (of the `items` given, or all)."""
+        if items is None:
+            return {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM plan GROUP BY status")}
+        ids = list(items)
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT status, COUNT(*) FROM plan WHERE item_id IN ({marks}) GROUP BY status"
+        return {r[0]: r[1] for r in self.db.execute(sql, ids)}
 
     # -- turns --------------------------------------------------------------------------------------------------
     def reset_conversation(self, conv_id: str) -> None:
         """Drop the turns of an unfinished conversation; it is replayed (through the call cache) from the start."""
         with self._durable():
             self.db.execute("DELETE FROM turns WHERE conv_id=?", (conv_id,))
+            self.db.execute("DELETE FROM turn_notes WHERE conv_id=?", (conv_id,))
             self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
 
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
@@ -276,6 +300,9 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),
         )
+        if result.truncated_from is not None or result.replaced:
+            self._write("INSERT OR REPLACE INTO turn_notes (conv_id, idx, truncated_from, replaced) VALUES (?, ?, ?, ?)",
+                        (conv_id, idx, result.truncated_from, result.replaced))  # fmt: skip
 
     def finish_conversation(self, conv_id: str, status: str, stop_reason: str) -> None:
         self._write("UPDATE plan SET status=?, stop_reason=? WHERE conv_id=?", (status, stop_reason, conv_id))
@@ -285,7 +312,8 @@ class Store:
         conversations at a time: memory holds one chunk, and no read stays open while the caller writes (judging
         stores verdicts as it goes)."""
         where = "p.status='done' AND p.ord >= ? AND p.ord < ?" + (" AND p.condition=?" if condition else "")
-        sql = f"SELECT {TurnRow.COLUMNS} FROM plan p JOIN turns t USING (conv_id) WHERE {where} ORDER BY p.ord, t.idx"
+        sql = (f"SELECT {TurnRow.COLUMNS} FROM plan p JOIN turns t USING (conv_id) "
+               f"LEFT JOIN turn_notes n ON n.conv_id=t.conv_id AND n.idx=t.idx WHERE {where} ORDER BY p.ord, t.idx")
         for start in range(0, self._plan_end(), chunk):
             rows = self.db.execute(sql, (start, start + chunk, *([condition] if condition else []))).fetchall()
             yield from map(TurnRow.from_db, rows)
@@ -331,15 +359,18 @@ class Store:
     # -- model-call cache and log -------------------------------------------------------------------------------
     def cached_call(self, key: str) -> ChatResult | None:
         row = self.db.execute(
-            "SELECT text, finish_reason, latency_s, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens "
-            "FROM calls WHERE key=?", (key,)
+            "SELECT c.text, c.finish_reason, c.latency_s, c.prompt_tokens, c.completion_tokens, c.cached_tokens, "
+            "c.reasoning_tokens, n.truncated_from, COALESCE(n.replaced, 0) FROM calls c "
+            "LEFT JOIN call_notes n USING (key) WHERE c.key=?", (key,)
         ).fetchone()
         if row is None:
             return None
-        text, finish_reason, latency_s, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens = row
+        (text, finish_reason, latency_s, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
+         truncated_from, replaced) = row  # fmt: skip
         return ChatResult(text=text, finish_reason=finish_reason, latency_s=latency_s,
                           usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                      cached_tokens=cached_tokens, reasoning_tokens=reasoning_tokens))  # fmt: skip
+                                      cached_tokens=cached_tokens, reasoning_tokens=reasoning_tokens),
+                          truncated_from=truncated_from, replaced=replaced)  # fmt: skip
 
     def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
         now = time.time()
@@ -355,6 +386,9 @@ class Store:
                 "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 0, ?, ?)",
                 (key, role, model, result.latency_s, now),
             )
+            if result.truncated_from is not None or result.replaced:
+                self.db.execute("INSERT OR REPLACE INTO call_notes (key, truncated_from, replaced) VALUES (?, ?, ?)",
+                                (key, result.truncated_from, result.replaced))  # fmt: skip
 
     def log_cache_hit(self, key: str, role: str, model: str) -> None:
         self._write(

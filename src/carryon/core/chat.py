@@ -67,6 +67,8 @@ class ChatResult(BaseModel):
     finish_reason: str = "stop"
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
+    truncated_from: int | None = None  # the response's size in bytes when it was cut to the cap (models/textcap.py)
+    replaced: int = 0  # characters replaced by U+FFFD (lone surrogates)
 
 
 @runtime_checkable

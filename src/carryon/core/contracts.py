@@ -137,6 +137,21 @@ class ModelMetrics(_Exact):
     judge_agreement: JudgeAgreement | None
 
 
+class Pending(_Exact):
+    """What a partial run still lacks (docs/reliability.md): conversations not done, judgements not made."""
+
+    conversations: int = Field(ge=0)
+    judgements: int = Field(ge=0)
+
+
+class BoundedText(_Exact):
+    """Responses cut to the size cap or with characters replaced (lone surrogates → U+FFFD) (models/textcap.py)."""
+
+    max_response_bytes: int | None
+    truncated_responses: int = Field(ge=0)
+    responses_with_replaced_characters: int = Field(ge=0)
+
+
 class RunMetrics(BaseModel):
     """metrics.json of one run (`carryon run`, `carryon report`)."""
 
@@ -151,7 +166,12 @@ class RunMetrics(BaseModel):
     user: str | None = None
     seed: int | None = None
     conversations: dict[str, int] = Field(default_factory=dict)
+    bounded_text: BoundedText | None = None
+    """absent in runs analysed before bounded text"""
     models: dict[str, ModelMetrics]
+    complete: bool = True
+    """False while conversations or judgements of the run's items are pending (absent in older runs: finished)"""
+    pending: Pending | None = None
 
 
 class Judgement(_Exact):
@@ -173,6 +193,10 @@ class TurnRecord(_Exact):
     unscored: dict[str, str]
     judgements: dict[str, dict[str, Judgement]]
     """per judge, per kind of judgement"""
+    truncated_from: int | None = None
+    """the response's size in bytes when it was cut to the size cap"""
+    replaced: int = Field(default=0, ge=0)
+    """characters of the response replaced by U+FFFD"""
 
 
 class ConversationRecord(_Exact):

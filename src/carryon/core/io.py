@@ -17,17 +17,37 @@ class BadLine:
     problem: str
 
 
+def parse_line(line: str) -> Any:
+    """One JSON value from a line, or a BadLine saying why not: not valid JSON, nested too deeply, or holding a lone
+    surrogate escape (valid JSON, but not text UTF-8 can store)."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as error:
+        return BadLine(f"invalid JSON ({error.msg} at column {error.colno})")
+    except RecursionError:
+        return BadLine("invalid JSON (nested too deeply)")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        return BadLine(f"invalid text (a lone surrogate escape, \\u{ord(error.object[error.start]):04x}, is not a "
+                       "character)")  # fmt: skip
+    except RecursionError:
+        return BadLine("invalid JSON (nested too deeply)")
+    return value
+
+
+def json_line(line: str) -> Any:
+    """`parse_line`, with a problem as a str (the dataset loader's convention)."""
+    value = parse_line(line)
+    return value.problem if isinstance(value, BadLine) else value
+
+
 def jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
-    """(line number from 1, parsed object or BadLine) for every non-blank line."""
+    """(line number from 1, parsed object or BadLine) for every non-blank line. Give it lines split at newlines only
+    (a file's lines, not `str.splitlines()`: U+2028 and friends inside a JSON string are text)."""
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as error:
-            yield number, BadLine(f"invalid JSON ({error.msg} at column {error.colno})")
-        except RecursionError:
-            yield number, BadLine("invalid JSON (too deeply nested)")
+        if line.strip():
+            yield number, parse_line(line)
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -63,6 +63,11 @@ class Response:
     def unscored(self) -> dict[str, str]:
         """Why each kind of judgement is unscored, for the kinds that are."""
         return {kind: m.unscored for kind, m in self.merged.items() if m.unscored}
+    truncated_from: int | None = None  # bytes, when the response was cut to the size cap
+    replaced: int = 0  # characters replaced by U+FFFD
+
+
+NOT_JUDGED = "not judged yet"
 
 
 def merge_judgements(resp: Response, rows: list[JudgementRow]) -> None:
@@ -76,15 +81,21 @@ def merge_judgements(resp: Response, rows: list[JudgementRow]) -> None:
     for name, kind in kinds().items():
         if name in by_kind:
             resp.merged[name] = kind.merge(by_kind[name])
+        else:  # a partial run: counted as unscored, as the condition summaries count it (value None)
+            resp.merged[name] = Merged(None, unscored=NOT_JUDGED)
 
 
-def iter_conversations(store: Store, condition: str | None = None) -> Iterator[list[Response]]:
-    """Every finished conversation (of one `condition`, or all) in plan order, as its responses with merged
-    judgements. A generator over the store: memory holds one conversation (and one read chunk) at a time."""
+def iter_conversations(store: Store, condition: str | None = None,
+                       items: frozenset[str] | None = None) -> Iterator[list[Response]]:  # fmt: skip
+    """Every finished conversation (of one `condition`, or all; of the `items` in scope, or all) in plan order, as
+    its responses with merged judgements. A generator over the store: memory holds one conversation (and one read
+    chunk) at a time."""
     category = {item_id: body["category"] for item_id, body in store.item_bodies().items()}
     for conv_id, group in groupby(store.iter_turns(condition), key=lambda r: r.conv_id):
         rows = list(group)
         first = rows[0]
+        if items is not None and first.item_id not in items:
+            continue
         judgements: dict[int, list[JudgementRow]] = defaultdict(list)
         for judgement in store.judgements_of(conv_id):
             judgements[judgement.idx].append(judgement)
@@ -94,6 +105,7 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
                 conv_id=conv_id, item_id=first.item_id, category=category[first.item_id],
                 condition=first.condition, sequence_index=first.sequence_index, moves=first.moves, idx=row.idx,
                 move=row.move, user_text=row.user_text, text=row.response, stop_reason=first.stop_reason or "",
+                truncated_from=row.truncated_from, replaced=row.replaced,
             )  # fmt: skip
             merge_judgements(resp, judgements.get(row.idx, []))
             conv.append(resp)

@@ -14,9 +14,19 @@ if TYPE_CHECKING:
     from carryon.models.registry import ModelPool
 
 
+def _bounds(pool: ModelPool) -> dict[str, Any]:
+    """The run's bounds every HTTP client takes: circuit breaker window, response size cap, retry hook."""
+    return {"give_up_after_s": pool.give_up_after_s, "max_response_bytes": pool.max_response_bytes,
+            "on_retry": pool.on_retry}  # fmt: skip
+
+
 def _common(pool: ModelPool, base: str) -> dict[str, Any]:
+    """Client settings; the endpoint's limiter is keyed by the base URL without its credentials (the key is stored
+    in the run's `limits` table)."""
+    from carryon.core.redact import split_url
+
     return {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s,
-            "limiter": pool.limiters.get(base, pool.concurrency)}  # fmt: skip
+            "limiter": pool.limiters.get(split_url(base).base, pool.concurrency), **_bounds(pool)}  # fmt: skip
 
 
 def _reasoning_option(key: str, value: str) -> str | None:
@@ -89,4 +99,4 @@ def local(spec: ModelSpec, pool: ModelPool) -> ChatClient:
     server = pool.local_server(spec.model)
     return OpenAICompatClient(spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1,
                               timeout_s=600.0, limiter=pool.limiters.get(server.base_url, 1),
-                              health=server.death)  # fmt: skip
+                              health=server.death, **_bounds(pool))  # fmt: skip

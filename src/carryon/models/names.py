@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from carryon.core.errors import BadInput
+from carryon.core.redact import plain, redact_url, register_env_keys, split_url
 
 if TYPE_CHECKING:
     from carryon.models.providers import Provider
@@ -41,11 +42,14 @@ class ModelSpec:
         return dict(self.options).get(key)
 
 
-def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None) -> ModelSpec:
+def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None,
+                     url_flag: str = "--base-url") -> ModelSpec:  # fmt: skip
     """Parse and check a `provider/model` name for `role` against the provider registry (models/providers.py);
-    raises BadInput naming the flag and the problem."""
+    raises BadInput naming the flag (`url_flag`: the one that gave `base_url`) and the problem. Credentials in the URL
+    are registered for redaction (core/redact.py)."""
     from carryon.models.providers import get
 
+    register_env_keys()
     bare, _, query = name.partition("?")
     provider, sep, model = bare.partition("/")
     if not sep or not model.strip():
@@ -58,15 +62,25 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
         raise BadInput(f"--{role} {name!r}: unknown {provider} model; known: {', '.join(sorted(spec.models()))}")
     if spec.base_url == "required" and not base_url:
         raise BadInput(f"--{role} {name!r}: {provider} models need a server: pass --base-url")
-    if base_url is not None and spec.base_url != "ignored":
-        parsed = urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise BadInput(f"--base-url {base_url!r} (for --{role}): not an http(s) URL")
+    if base_url is not None:  # a malformed URL is refused even where the provider would not use it
+        _check_url(base_url, role, url_flag)
     if spec.key_env and not os.environ.get(spec.key_env):
         raise BadInput(f"--{role} {name!r}: environment variable {spec.key_env} is not set")
     options = _parse_options(name, role, spec, query) if query else ()
     return ModelSpec(provider=provider, model=model, base_url=base_url if spec.base_url != "ignored" else None,
                      options=options)  # fmt: skip
+
+
+def _check_url(base_url: str, role: str, flag: str) -> None:
+    shown = plain(redact_url(base_url))
+    try:
+        parsed = urlparse(base_url)
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+        split_url(base_url)
+    except ValueError as error:
+        raise BadInput(f"{flag} {shown!r} (for --{role}): not a valid URL ({error})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"{flag} {shown!r} (for --{role}): not an http(s) URL")
 
 
 def _parse_options(name: str, role: str, spec: Provider, query: str) -> tuple[tuple[str, str], ...]:

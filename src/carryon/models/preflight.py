@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from carryon.core.errors import BadInput
+from carryon.core.redact import error_line, split_url
 from carryon.models.names import ModelSpec
 from carryon.models.providers import get
 
@@ -22,11 +23,13 @@ def serves_model(spec: ModelSpec) -> None:
     """An OpenAI-compatible server at `spec.base_url` is reachable and, if it lists its models, lists this one."""
     import httpx  # a start-up probe only; model calls go through aiohttp (models/http.py)
 
-    url = f"{spec.base_url}/models"
+    assert spec.base_url is not None
+    url = split_url(spec.base_url)  # credentials in the URL: sent as Basic auth and query parameters, never shown
+    auth = {"Authorization": url.basic_auth} if url.basic_auth else {}
     try:
-        response = httpx.get(url, timeout=10.0)
+        response = httpx.get(f"{url.base}/models", params=url.params, headers=auth, timeout=10.0)
     except httpx.HTTPError as error:
-        raise BadInput(f"--base-url {spec.base_url}: unreachable ({type(error).__name__})") from None
+        raise BadInput(f"--base-url {url.display}: unreachable ({type(error).__name__})") from None
     if response.status_code != 200:
         return  # some servers do not list models; the first call will tell
     try:
@@ -34,4 +37,5 @@ def serves_model(spec: ModelSpec) -> None:
     except (ValueError, KeyError, TypeError, AttributeError):
         return
     if served and spec.model not in served:
-        raise BadInput(f"{spec.name}: not served at {spec.base_url}; served: {', '.join(served[:10])}")
+        listed = ", ".join(str(m)[:80] for m in served[:10])
+        raise BadInput(error_line(f"{spec.name}: not served at {url.display}; served: {listed}"))

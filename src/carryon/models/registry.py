@@ -1,23 +1,33 @@
 """The model pool of a run: one client per (role, model) from its provider (models/providers.py), one local server per
-GGUF, one adaptive limiter per endpoint; all closed on exit."""
+GGUF, one adaptive limiter per endpoint; all closed on exit. The pool carries the run's bounds to every client: the
+circuit breaker's window (`give_up_after_s`), the response size cap (`max_response_bytes`) and the retry hook."""
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 from carryon.core.chat import ChatClient
 from carryon.models.limits import EndpointLimiters
 from carryon.models.local import LocalServer, resolve_weights
 from carryon.models.names import ModelSpec
 from carryon.models.providers import get
+from carryon.models.retry import GIVE_UP_AFTER_S
+from carryon.models.textcap import MAX_RESPONSE_BYTES
+
+if TYPE_CHECKING:
+    from carryon.models.http import RetryHook
 
 
 class ModelPool:
     """Opens one client per (role, model) and one local server per GGUF; closes them all on exit. Clients that call
     the same endpoint share one adaptive limiter (`limiters`)."""
 
-    def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096) -> None:
+    def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096,
+                 give_up_after_s: float = GIVE_UP_AFTER_S, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 on_retry: RetryHook | None = None) -> None:  # fmt: skip
         self.concurrency, self.timeout_s, self.n_ctx = concurrency, timeout_s, n_ctx
+        self.give_up_after_s, self.max_response_bytes, self.on_retry = give_up_after_s, max_response_bytes, on_retry
         self._stack = AsyncExitStack()
         self._servers: dict[str, LocalServer] = {}
         self.clients: dict[str, ChatClient] = {}
