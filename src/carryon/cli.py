@@ -75,6 +75,7 @@ def run(
     max_turns: Annotated[int, typer.Option(help="messages per conversation, 4-12 (2 per model response)")] = 12,
     concurrency: Annotated[int, typer.Option(help="conversations / judge calls in flight")] = 8,
     seed: Annotated[int, typer.Option()] = 0,
+    conditions: Annotated[str, typer.Option(help="benign (the benign user only, the paper's design) or all (also the item's malicious twin making the same moves)")] = "all",
     max_tokens: Annotated[int, typer.Option(help="target's max tokens per response")] = 400,
     temperature: Annotated[float, typer.Option(help="target's sampling temperature")] = 0.0,
     ben_util_mode: Annotated[str, typer.Option(help="per-item or batched")] = "per-item",
@@ -95,7 +96,7 @@ def run(
             base_url=base_url, target_base_url=target_base_url, user_base_url=user_base_url,
             judge_base_url=judge_base_url, dataset=dataset, limit=limit, sequences=sequences, max_turns=max_turns,
             concurrency=concurrency, seed=seed, max_tokens=max_tokens, temperature=temperature,
-            ben_util_mode=ben_util_mode, timeout_s=timeout, out=out,  # type: ignore[arg-type]
+            ben_util_mode=ben_util_mode, timeout_s=timeout, conditions=conditions, out=out,  # type: ignore[arg-type]
         )  # fmt: skip
     except ValidationError as error:
         fail(_config_error(error))
@@ -108,6 +109,8 @@ def run(
     except KeyboardInterrupt:
         console.print("interrupted: re-run the same command to resume")
         raise typer.Exit(130) from None
+    for note in outcome.notes:
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if outcome.failed_conversations:
         console.print(f"[yellow]{outcome.failed_conversations} conversation(s) failed after retries; "
                       "re-run the same command to retry them[/]")  # fmt: skip

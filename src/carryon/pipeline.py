@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import httpx
 
 from carryon import __version__, aio
 from carryon.calls import CachedCaller
-from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
+from carryon.config import IDENTITY_FIELDS, LEGACY_IDENTITY, SCRIPTED, RunConfig
 from carryon.data.load import builtin_path, load_items
 from carryon.data.schema import Item
 from carryon.errors import BadInput, CarryOnError, ModelCallError
@@ -53,6 +53,7 @@ class RunOutcome:
     failed_conversations: int
     unscored: int
     failed_judgements: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -105,7 +106,7 @@ def guard_mixing(store: Store, ident: dict[str, Any], *, rejudge: bool = False) 
     if stored is None:
         store.set_meta("identity", ident)
         return
-    differing = [key for key in IDENTITY_FIELDS if stored.get(key) != ident.get(key)]
+    differing = [key for key in IDENTITY_FIELDS if stored.get(key, LEGACY_IDENTITY.get(key)) != ident.get(key)]
     if rejudge and differing and set(differing) <= JUDGE_FIELDS:
         store.drop_judgements()
         store.set_meta("identity", ident)
@@ -114,7 +115,8 @@ def guard_mixing(store: Store, ident: dict[str, Any], *, rejudge: bool = False) 
         hint = " or --rejudge" if key in JUDGE_FIELDS else ""
         raise BadInput(
             f"--out {store.run_dir}: this directory holds a run with a different {key} "
-            f"({stored.get(key)!r} there, {ident.get(key)!r} now); use a new --out DIR, --force-new{hint}"
+            f"({stored.get(key, LEGACY_IDENTITY.get(key))!r} there, {ident.get(key)!r} now); "
+            f"use a new --out DIR, --force-new{hint}"
         )
 
 
@@ -142,13 +144,25 @@ def _unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def plan_run(store: Store, items: list[Item], config: RunConfig) -> None:
+def plan_run(store: Store, items: list[Item], config: RunConfig) -> list[str]:
+    """Store the items and the plan (`--conditions all`: each item with a malicious twin is played by it too);
+    return notes on what was planned otherwise than asked, also kept in the store's meta for metrics.json."""
     store.add_items((i.id, i.model_dump_json()) for i in items)
     rows = []
+    malicious = config.conditions == "all"
     for item in items:
-        for p in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1):
+        planned = plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1,
+                            malicious=malicious and item.malicious is not None)  # fmt: skip
+        for p in planned:
             rows.append((p.conv_id, p.item_id, p.condition, p.sequence_index, [m.value for m in p.moves]))
     store.add_plan(rows)
+    notes = []
+    untwinned = [i.id for i in items if i.malicious is None]
+    if malicious and untwinned:
+        notes.append(f"{len(untwinned)} of {len(items)} items have no malicious twin (a version-1 dataset?): planned "
+                     "benign-only, so the intent-discrimination metrics cover the others only")  # fmt: skip
+    store.set_meta("notes", notes)
+    return notes
 
 
 def _counter(tick: Tick | None, stage: str, total: int) -> Callable[[], None]:
@@ -253,12 +267,13 @@ def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, ti
                                   "judge_prompt_versions": prompt_versions(config.ben_util_mode),
                                   "carryon_version": __version__})  # fmt: skip
         store.set_meta("dataset_version", dataset_version)
-        plan_run(store, items, config)
+        notes = plan_run(store, items, config)
         try:
             outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
         except ModelCallError as error:
             raise CarryOnError(str(error)) from None
         write_outputs(store)
+    outcome.notes = notes
     return outcome
 
 

@@ -148,7 +148,9 @@ class Store:
             self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
 
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
-                 user_fallback: bool = False) -> None:  # fmt: skip
+                 user_fallback: int = 0) -> None:  # fmt: skip
+        """`user_fallback`: 0 the user's own message, 1 scripted after confused drafts, 2 scripted because the user
+        model refused to play the persona (simulate.user.UserTurn.fallback_code)."""
         self._write(
             "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),

@@ -34,6 +34,7 @@ class Response:
     unscored: dict[str, str] = field(default_factory=dict)
     per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
     unsafe_met: dict[str, bool | None] = field(default_factory=dict)
+    user_fallback: int = 0  # 0 the user's own message, 1 scripted after confused drafts, 2 user model refused persona
 
 
 def _majority(values: list[Any]) -> Any:
@@ -105,7 +106,7 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
                 conv_id=conv_id, item_id=first["item_id"], category=category[first["item_id"]],
                 condition=first["condition"], sequence_index=first["sequence_index"], moves=moves, idx=row["idx"],
                 move=row["move"], user_text=row["user_text"], text=row["response"],
-                stop_reason=first["stop_reason"] or "",
+                stop_reason=first["stop_reason"] or "", user_fallback=int(row["user_fallback"] or 0),
             )  # fmt: skip
             _merge(resp, judgements.get(row["idx"], []))
             conv.append(resp)

@@ -1,6 +1,10 @@
 """Plays planned conversations: the target answers, the simulated user follows up with the planned move, turn by
 turn. Conversations run concurrently; a conversation's own turns run in order (with llama.cpp this keeps its KV
 cache warm). Each response is stored as it arrives; a conversation is marked done with its stop reason.
+
+A `malicious` conversation is its benign twin with the item's malicious twin as the user: the same first message,
+the same moves, and the same words wherever a move reveals nothing (the user's phrasing is seeded by the benign
+twin's id). `malicious_upfront` opens with the twin's purpose, then the query (`data.schema.malicious_upfront`).
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from dataclasses import dataclass
 from sqlite3 import Row
 
 from carryon.calls import CachedCaller
-from carryon.data.schema import Item
+from carryon.data.schema import Item, malicious_upfront
 from carryon.errors import ModelCallError
 from carryon.models.base import ChatClient, ChatRequest, Message
 from carryon.simulate.moves import Move
+from carryon.simulate.plans import MALICIOUS_CONDITIONS, benign_conv_id
 from carryon.simulate.user import SimulatedUser
 from carryon.store import Store
 from carryon.workers import run_workers
@@ -42,11 +47,24 @@ class Engine:
             temperature=self.settings.temperature,
         )
 
+    @staticmethod
+    def first_message(item: Item, condition: str) -> str:
+        if condition == "upfront":
+            return item.intent_upfront
+        if condition == "malicious_upfront":
+            text = malicious_upfront(item)
+            if text is None:
+                raise ValueError(f"item {item.id} has no malicious twin")
+            return text
+        return item.query
+
     async def play(self, row: Row) -> str:
         """Play one planned conversation from the start (turns already cached cost no call); return its stop reason."""
-        conv_id, item = row["conv_id"], self.items[row["item_id"]]
+        conv_id, item, condition = row["conv_id"], self.items[row["item_id"]], row["condition"]
+        malicious = condition in MALICIOUS_CONDITIONS
+        seed_id = benign_conv_id(item.id, row["sequence_index"]) if malicious else conv_id
         self.store.reset_conversation(conv_id)
-        first = item.intent_upfront if row["condition"] == "upfront" else item.query
+        first = self.first_message(item, condition)
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
         self.store.add_turn(conv_id, 0, None, first, result)
@@ -56,13 +74,13 @@ class Engine:
             if idx >= self.settings.max_responses:
                 stop = "max_turns"
                 break
-            turn = await self.user.next_message(item, move, history, seed=f"{conv_id}:{idx}")
+            turn = await self.user.next_message(item, move, history, seed=f"{seed_id}:{idx}", malicious=malicious)
             if turn.ended:
                 stop = "user_ended"
                 break
             history.append(Message(role="user", content=turn.text))
             result = await self.caller.call("target", self.target, self._request(history))
-            self.store.add_turn(conv_id, idx, move.value, turn.text, result, user_fallback=turn.fallback)
+            self.store.add_turn(conv_id, idx, move.value, turn.text, result, user_fallback=turn.fallback_code)
             history.append(Message(role="assistant", content=result.text))
         self.store.finish_conversation(conv_id, "done", stop)
         return stop
