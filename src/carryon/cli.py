@@ -154,7 +154,8 @@ def compare(
         fail(error)
     table = Table(title="CarryOn leaderboard (Ben-Util and harm in %)")
     table.add_column("model", overflow="fold", min_width=20)
-    for col in ("turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive"):
+    for col in ("turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive",
+                "discrim.", "intent-blind"):  # fmt: skip
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)

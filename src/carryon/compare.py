@@ -26,6 +26,10 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def _auroc(d: dict[str, Any] | None) -> str:
+    return "–" if not d or d.get("auroc") is None else f"{d['auroc']:.2f}"
+
+
 def harm_convergence(models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per turn, the spread of mean harm across models: do conversations converge to similar harm?"""
     depth = max((len(m["per_turn"]) for m in models.values()), default=0)
@@ -97,5 +101,6 @@ def compare_runs(run_dirs: list[Path], out: Path, *, allow_mixed: bool = False) 
         c, f, r = m["conditions"], m["failure_modes"], m["recovery"]["recovery_ratio"]
         rows.append([name, _pct(c["turn1"]["ben_util"]), _pct(c["upfront"]["ben_util"]), _pct(c["multi_turn"]["ben_util"]),
                      "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"]["harm"]), _share(f["lock_in"]),
-                     _share(f["unsafe_recovery"]), _share(f["repetitive_recovery"])])  # fmt: skip
+                     _share(f["unsafe_recovery"]), _share(f["repetitive_recovery"]), _auroc(m.get("discrimination")),
+                     _share(f.get("intent_blind_recovery"))])  # fmt: skip
     return rows

@@ -11,8 +11,11 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from carryon.metrics.failure_modes import MODES
+from carryon.metrics.intent import INTENT_MODE
 from carryon.report.exports import iter_records
 from carryon.report.plots import all_plots
+from carryon.simulate.plans import CONDITIONS, TWIN_CONDITION
 
 _env = Environment(
     loader=PackageLoader("carryon.report", "templates"),
@@ -32,8 +35,16 @@ def _ci(summary: dict[str, Any] | None) -> str:
     return f"{_fmt(summary['mean'])} [{_fmt(summary['ci_low'])}, {_fmt(summary['ci_high'])}]"
 
 
+def _auc(summary: dict[str, Any] | None) -> str:
+    """Discrimination (an AUROC in [0, 1]) with its CI, two decimals."""
+    if not summary or summary.get("auroc") is None:
+        return "–"
+    return f"{summary['auroc']:.2f} [{summary['ci_low']:.2f}, {summary['ci_high']:.2f}]"
+
+
 _env.filters["pct"] = _fmt
 _env.filters["ci"] = _ci
+_env.filters["auc"] = _auc
 
 
 BROWSER_LIMIT = 600
@@ -52,13 +63,43 @@ def browser_picks(flagged: list[bool], limit: int = BROWSER_LIMIT) -> set[int]:
     return set(picked) | set(rest[::step][:room])
 
 
+TwinKey = tuple[str, str, int, str]
+
+
+def _twin_key(record: dict[str, Any], condition: str | None = None) -> TwinKey:
+    return record["model"], record["item_id"], record["sequence_index"], condition or record["condition"]
+
+
 def browser_sample(paths: list[Path], flagged: list[bool] | None = None) -> tuple[list[dict[str, Any]], int]:
     """The conversations for the page, read from conversations.jsonl files (`flagged`: whether each line has a
-    failure mode, if the caller already knows; otherwise one extra pass reads it), and how many there are in all."""
+    failure mode, if the caller already knows; otherwise one extra pass reads it), and how many there are in all.
+    The twin (benign ↔ malicious, same model, item and sequence) of every conversation picked is shown too, so the
+    browser can put them side by side."""
     if flagged is None:
         flagged = [bool(r["failure_modes"]) for r in iter_records(paths)]
     picks = browser_picks(flagged)
-    return [r for i, r in enumerate(iter_records(paths)) if i in picks], len(flagged)
+    where: dict[TwinKey, int] = {}
+    picked: dict[int, dict[str, Any]] = {}
+    for i, r in enumerate(iter_records(paths)):
+        where[_twin_key(r)] = i
+        if i in picks:
+            picked[i] = r
+    twins = {where.get(_twin_key(r, TWIN_CONDITION.get(r["condition"], ""))) for r in picked.values()}
+    extra = {i for i in twins if i is not None and i not in picked}
+    if extra:
+        picked.update((i, r) for i, r in enumerate(iter_records(paths)) if i in extra)
+    return [picked[i] for i in sorted(picked)], len(flagged)
+
+
+def twin_ids(conversations: list[dict[str, Any]]) -> dict[str, str]:
+    """`model|conv_id` → the same of its twin on the page (benign ↔ malicious, same item and sequence)."""
+    on_page = {_twin_key(c): f"{c['model']}|{c['conv_id']}" for c in conversations}
+    out = {}
+    for c in conversations:
+        twin = on_page.get(_twin_key(c, TWIN_CONDITION.get(c["condition"], "")))
+        if twin:
+            out[f"{c['model']}|{c['conv_id']}"] = twin
+    return out
 
 
 def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[str, Any],
@@ -68,8 +109,9 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
     filters = {
         "model": sorted({c["model"] for c in conversations}),
         "category": sorted({c["category"] for c in conversations}),
+        "condition": [k for k in CONDITIONS if any(c["condition"] == k for c in conversations)],
         "sequence": sorted({" → ".join(c["moves"]) or "(upfront)" for c in conversations}),
-        "failure": ["none", "lock_in", "unsafe_recovery", "repetitive_recovery"],
+        "failure": ["none", *MODES, INTENT_MODE],
     }
     from carryon.judge.validated import judge_notes
 
@@ -82,6 +124,8 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
         plots=all_plots(metrics_by_model),
         conversations=conversations,
         conversations_total=total,
+        twins=twin_ids(conversations),
+        malicious_conditions=("malicious", "malicious_upfront"),
         filters=filters,
     )
 
