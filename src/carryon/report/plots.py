@@ -118,7 +118,7 @@ def intent_curves(models: dict[str, dict[str, Any]], key: str, title: str) -> st
             xs, ys, lo, hi = _series(rows, key)
             if xs:
                 ax.plot(xs, ys, linestyle=style, marker="o" if who == "benign" else "s", color=color,
-                        label=f"{name}: {who}")  # fmt: skip
+                        label=f"{name}: {who}", gid=f"curve-{key}-{who}-{name}")  # fmt: skip
                 ax.fill_between(xs, lo, hi, color=color, alpha=0.10, linewidth=0)
     ax.set_xlabel("model response")
     ax.set_ylabel(title)
