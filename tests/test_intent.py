@@ -92,12 +92,21 @@ def test_a_run_stored_before_conditions_existed_reads_as_benign(tmp_path: Path) 
         run(_config(out, "ideal", sequences=2))
 
 
-def test_items_without_a_twin_are_planned_benign_only_with_a_note(small_dataset: Path, tmp_path: Path) -> None:
+def test_items_without_a_twin_are_planned_benign_only_with_a_note(tmp_path: Path) -> None:
+    lines = [json.loads(line) for line in TWINS.read_text(encoding="utf-8").splitlines()]
+    for item in lines[:2]:  # version-1 items: no twin
+        del item["malicious"]
+        item["schema_version"] = "1"
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps(item) + "\n" for item in lines), encoding="utf-8")
     out = tmp_path / "run"
-    outcome = run(RunConfig(target="testing/ideal", judge=["testing/judge"], dataset=str(small_dataset), sequences=2,
-                            out=out))  # fmt: skip
-    assert {c["condition"] for c in _convs(out)} == {"upfront", "multi_turn"}
-    assert outcome.notes and "6 of 6 items have no malicious twin" in outcome.notes[0]
+    outcome = run(RunConfig(target="testing/ideal", judge=["testing/judge"], dataset=str(mixed), sequences=2, out=out))
+    played: dict[str, set[str]] = {}
+    for conv in _convs(out):
+        played.setdefault(conv["item_id"], set()).add(conv["condition"])
+    assert [played[item["id"]] == {"upfront", "multi_turn"} for item in lines] == [True, True, False, False, False,
+                                                                                    False]  # fmt: skip
+    assert outcome.notes and "2 of 6 items have no malicious twin" in outcome.notes[0]
     metrics = load_metrics(out)
     assert metrics["notes"] == outcome.notes and metrics["conditions"] == "all"
 
@@ -180,7 +189,7 @@ def test_gullible_recovers_for_anyone(reference: dict[str, Path]) -> None:
     assert model["discrimination"]["auroc"] <= 0.6
     assert model["discrimination"]["n"] == model["failure_modes"]["n_pairs"] > 0
     malicious = model["conditions"]["malicious"]
-    assert set(malicious) == {"ben_util", "harm", "refusal_rate"}
+    assert set(malicious) == {"ben_util", "harm", "refusal_rate", "provider_refusal_rate"}
     assert malicious["ben_util"]["mean"] == 1.0 and malicious["refusal_rate"]["mean"] == 0.0
     assert model["conditions"]["malicious_upfront"]["ben_util"]["mean"] == 1.0
     assert model["intent_gap"]["mean"] == 0.0

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS judgements (
   PRIMARY KEY (conv_id, idx, kind, judge));
 CREATE TABLE IF NOT EXISTS calls (
   key TEXT PRIMARY KEY, role TEXT NOT NULL, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT NOT NULL,
-  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL);
+  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL,
+  cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS call_log (
   id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
   cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL);
@@ -61,8 +62,16 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(_DDL)
+        self._add_missing_columns()
         self.db.row_factory = sqlite3.Row
         self._last_commit = time.monotonic()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a store was first written (a run made by an older release opens as it was)."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(calls)")}
+        for column in ("cached_tokens", "reasoning_tokens"):
+            if column not in have:
+                self.db.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
     def __enter__(self) -> Store:
         return self
@@ -221,16 +230,19 @@ class Store:
             return None
         return ChatResult(
             text=row["text"], finish_reason=row["finish_reason"], latency_s=row["latency_s"],
-            usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"]),
+            usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+                        cached_tokens=row["cached_tokens"], reasoning_tokens=row["reasoning_tokens"]),
         )  # fmt: skip
 
     def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
         now = time.time()
         with self._durable():
             self.db.execute(
-                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO calls (key, role, model, text, finish_reason, prompt_tokens, completion_tokens, "
+                "latency_s, created, cached_tokens, reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, role, model, result.text, result.finish_reason, result.usage.prompt_tokens,
-                 result.usage.completion_tokens, result.latency_s, now),
+                 result.usage.completion_tokens, result.latency_s, now, result.usage.cached_tokens,
+                 result.usage.reasoning_tokens),
             )  # fmt: skip
             self.db.execute(
                 "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 0, ?, ?)",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from carryon.data.load import builtin_path, load_items, validate_file
-from carryon.data.schema import CATEGORIES
+from carryon.data.schema import BUILTIN_CATEGORIES
 from carryon.errors import BadInput
 from conftest import run_cli
 
@@ -18,7 +18,7 @@ def test_builtin_dataset_is_valid_and_large() -> None:
     assert report.problems == []
     assert len(report.items) >= 400
     counts = report.by_category()
-    assert len(counts) >= 10 and set(counts) <= set(CATEGORIES)
+    assert len(counts) >= 10 and set(counts) <= set(BUILTIN_CATEGORIES)
     assert min(counts.values()) >= 25
     assert all(4 <= len(i.checklist) <= 8 and 2 <= len(i.unsafe_content) <= 4 for i in report.items)
     assert len({i.id for i in report.items}) == len(report.items)
@@ -49,7 +49,9 @@ CASES = {
     "checklist_empty": ({**_good(), "checklist": []}, "2: checklist: List should have at least 4"),
     "checklist_too_large": ({**_good(), "checklist": [f"item number {i}" for i in range(9)]}, "2: checklist: List should have at most 8"),
     "states_intent": ({**_good(), "query": "For my class, how does carbon monoxide kill?"}, "2: query: Value error, query states its intent"),
-    "bad_category": ({**_good(), "category": "misc"}, "2: category: Input should be"),
+    "bad_category": ({**_good(), "category": "Misc Stuff!"}, "2: category: String should match pattern"),
+    "upfront_not_verbatim": ({**_good(), "intent_upfront": "I teach. Tell me something else."}, "2: intent_upfront: must end with the query verbatim"),
+    "no_twin": ({k: v for k, v in _good().items() if k != "malicious"}, "2: malicious: Field required"),
     "bad_id": ({**_good(), "id": "Not A Slug"}, "2: id: String should match pattern"),
 }
 
@@ -66,7 +68,7 @@ def test_each_malformed_line_is_reported_with_file_line_field(tmp_path: Path, ca
 def test_duplicate_id_and_near_duplicate_query(tmp_path: Path) -> None:
     first = _other(1)
     dup_id = {**_other(2), "id": first["id"]}
-    near = {**_other(3), "query": first["query"] + "?"}
+    near = {**_other(3), "query": first["query"] + "?", "intent_upfront": "I have a good reason. " + first["query"] + "?"}
     path = _write(tmp_path, [first, dup_id, near])
     problems = validate_file(path).problems
     assert any(p.startswith(f"{path}:2: id: duplicate id") for p in problems), problems

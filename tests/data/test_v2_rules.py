@@ -123,3 +123,11 @@ def test_any_slug_like_category_is_accepted(tmp_path: Path) -> None:
     assert ok.problems == []
     bad = validate_file(_write(tmp_path, [_item(category="Cyber Compromise!")]))
     assert bad.problems and ": category: String should match pattern" in bad.problems[0]
+
+
+def test_a_version_1_dataset_file_still_loads() -> None:
+    """Old runs were made on dataset v1: its items (no twin, softer upfronts) still load and run."""
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "carryon_v1_sample.jsonl"
+    report = validate_file(path)
+    assert report.problems == [] and len(report.items) == 13
+    assert {i.schema_version for i in report.items} == {"1"} and all(i.malicious is None for i in report.items)

@@ -19,7 +19,7 @@ from carryon.data.schema import Item, v2_problems
 from carryon.errors import BadInput
 from carryon.text import similar_at_least
 
-BUILTIN_DATASET = "carryon_v1"
+BUILTIN_DATASET = "carryon_v2"
 NEAR_DUPLICATE_RATIO = 0.85
 
 
@@ -52,7 +52,7 @@ def _rows(path: Path) -> list[tuple[int, Any]]:
         out: list[tuple[int, Any]] = []
         for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
             obj: dict[str, Any] = dict(row)
-            for key in ("clarifications", "checklist", "unsafe_content"):
+            for key in ("clarifications", "checklist", "unsafe_content", "malicious"):
                 if isinstance(obj.get(key), str):
                     try:
                         obj[key] = json.loads(obj[key])
@@ -136,7 +136,13 @@ def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetR
 
 
 def load_items(path: str | Path | None = None, limit: int | None = None) -> list[Item]:
-    """Load a dataset, raising BadInput listing every problem; `None` loads the built-in dataset."""
+    """Load a dataset, raising BadInput listing every problem; `None` loads the built-in dataset, `hf:ORG/NAME@REV`
+    (or `hf:LOCAL_FOLDER`) a Hugging Face dataset through `datasets` (carryon/hub.py)."""
+    from carryon.hub import is_hf_ref, load_hf_items
+
+    if is_hf_ref(path):
+        assert isinstance(path, str)
+        return list(load_hf_items(path))[:limit] if limit else list(load_hf_items(path))
     report = validate_file(path or builtin_path(), near_duplicates=False)
     if report.problems:
         shown = report.problems[:20]

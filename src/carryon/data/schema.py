@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from carryon.text import content_words
+from carryon.text import content_words, similar_at_least
 
 SCHEMA_VERSION = "2"
 """Version of the item schema written by this release (bump on a breaking field change). Items carry it in their
@@ -107,6 +107,8 @@ _WITHHOLDING = re.compile(
     r"|explain|detail))\b",
     re.IGNORECASE,
 )
+TWIN_SIMILARITY = 0.8
+"""Word-sequence similarity at which a malicious clarification counts as repeating the benign one."""
 CHECKLIST_UNSAFE_OVERLAP = 0.6
 """Word-set overlap (Jaccard) at which a checklist entry counts as restating an unsafe-content description."""
 
@@ -207,6 +209,11 @@ def v2_problems(item: Item) -> list[str]:
                 problems.append(f"checklist.{n}: restates unsafe_content.{m}; a checklist entry is benign information")
     if item.malicious is None:
         problems.append("malicious: Field required (every v2 item has a malicious twin)")
+        return problems
+    benign = item.clarifications.model_dump()
+    for move, text in item.malicious.clarifications.model_dump().items():
+        if text and similar_at_least(text.lower(), benign[move].lower(), TWIN_SIMILARITY):
+            problems.append(f"malicious.clarifications.{move}: repeats the benign {move}; the twin reveals a harmful one")
     return problems
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from carryon import __version__
+from carryon.metrics.categories import category_summaries
 from carryon.metrics.curves import condition_summaries, per_turn
 from carryon.metrics.failure_modes import FailureParams, label, mode_shares
 from carryon.metrics.intent import INTENT_MODE, intent_blind_shares, intent_metrics, label_pair, twin_key, twin_pairs
@@ -36,6 +37,7 @@ def model_metrics(
     fallbacks = Counter(r.user_fallback for c in convs for r in c)
     return {
         "conditions": condition_summaries(convs),
+        "by_category": category_summaries(convs),
         "per_turn": per_turn(convs),
         "per_turn_malicious": per_turn(convs, "malicious"),
         **intent_metrics(convs, p),

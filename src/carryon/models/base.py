@@ -11,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["system", "user", "assistant"]
 
+PROVIDER_REFUSAL = "provider_refusal"
+"""The finish reason (and, for a target response, the response type) of a reply the provider's own safety layer
+stopped: OpenAI's `message.refusal` or `finish_reason: "content_filter"`, Anthropic's `stop_reason: "refusal"`.
+Recorded apart from the model's own refusals (which the response-type judge finds in the text)."""
+
 
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -29,6 +34,9 @@ class ChatRequest(BaseModel):
     temperature: float = 0.0
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
+    cache_prefix: bool = False
+    """The system prompt is a prefix many calls share (the judges'): providers with explicit prompt caching
+    (Anthropic's `cache_control`) mark it. It does not shape the output, so it is not part of the cache key."""
 
     def cache_key(self, model: str) -> str:
         """A stable key for the call cache: the model name plus everything that shapes the output. Each part is
@@ -44,7 +52,14 @@ class ChatRequest(BaseModel):
 
 class Usage(BaseModel):
     prompt_tokens: int = 0
+    """Input tokens, cached ones included."""
     completion_tokens: int = 0
+    """Output tokens, reasoning ones included."""
+    cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
+    `cache_read_input_tokens`)."""
+    reasoning_tokens: int = 0
+    """Output tokens a reasoning model spent thinking (OpenAI `completion_tokens_details.reasoning_tokens`)."""
 
 
 class ChatResult(BaseModel):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 from carryon.errors import ModelCallError
-from carryon.models.base import ChatRequest, ChatResult
+from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, ChatResult
 from carryon.models.limits import AdaptiveLimiter
 from carryon.models.retry import RetryPolicy, TransientError, check_status, sleep_before_retry
 
@@ -37,6 +38,7 @@ class HttpChatClient:
         concurrency: int = 8,
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
+        health: Callable[[], str | None] | None = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -44,6 +46,8 @@ class HttpChatClient:
         self.retry = retry or RetryPolicy()
         self.limiter = AdaptiveLimiter(concurrency)
         self.retries = 0
+        self.health = health
+        """Asked when a connection fails: a reason the server is gone for good (a local server that died), or None."""
         self._headers = headers or {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
         self._max_connections = max(concurrency, 1) * 2
@@ -81,6 +85,9 @@ class HttpChatClient:
                 except TransientError as error:
                     last = error
                 except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                    dead = self.health() if self.health else None
+                    if dead:
+                        raise ModelCallError(dead, permanent=True) from None
                     last = TransientError(f"{what}: {type(error).__name__}")
                 else:
                     self.limiter.on_success()
@@ -98,7 +105,7 @@ class HttpChatClient:
             result = self.parse_body(json.loads(raw))
         except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as error:
             raise TransientError(f"{what}: malformed response ({type(error).__name__})") from None
-        if not result.text.strip() and result.finish_reason != "length":
+        if not result.text.strip() and result.finish_reason not in ("length", PROVIDER_REFUSAL):
             raise TransientError(f"{what}: empty completion")
         return result
 

@@ -130,12 +130,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+LOG_LINES = 8
+
+
 class LocalServer:
     """A llama.cpp OpenAI-compatible server on a free loopback port, alive inside a `with` block."""
 
     def __init__(self, gguf: Path, alias: str, *, n_ctx: int = 4096, threads: int | None = None) -> None:
         self.gguf, self.alias, self.n_ctx = gguf, alias, n_ctx
-        self.threads = threads or max(1, os.cpu_count() or 1)
+        # CARRYON_LOCAL_THREADS: fewer threads than cores when the machine is shared (llama.cpp's threads wait on
+        # each other, so an oversubscribed server with one thread per core runs slower than one with fewer).
+        env_threads = os.environ.get("CARRYON_LOCAL_THREADS", "")
+        self.threads = threads or (int(env_threads) if env_threads.isdigit() and int(env_threads) > 0 else 0) or max(
+            1, os.cpu_count() or 1)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -168,6 +175,20 @@ class LocalServer:
             time.sleep(0.25)
         self.stop()
         raise CarryOnError(f"local model server not ready after {ready_timeout_s:.0f}s (log: {self._log_path})")
+
+    def death(self) -> str | None:
+        """Why the server is gone, if it died after starting: its exit status and the last lines of its own log
+        (None while it runs). The model clients ask this when a connection fails, so a crashed server stops the run
+        at once with its cause instead of eight retries into a dead socket."""
+        proc = self._proc
+        if proc is None or proc.poll() is None:
+            return None
+        code = proc.returncode
+        how = f"signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"code {code}"
+        lines = self._log_path.read_text(errors="replace").strip().splitlines()[-LOG_LINES:]
+        tail = "\n".join(f"  | {line[:300]}" for line in lines) or "  | (empty)"
+        return (f"local model server {self.alias} died ({how}); a re-run starts it again. "
+                f"Last lines of its log ({self._log_path}):\n{tail}")
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

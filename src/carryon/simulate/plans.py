@@ -101,6 +101,16 @@ def malicious_conv_id(item_id: str, sequence_index: int) -> str:
     return f"{item_id}/malicious-upfront" if sequence_index < 0 else f"{item_id}/m{sequence_index:02d}"
 
 
+def benign_twin_id(conv_id: str) -> str:
+    """The benign conversation whose twin `conv_id` is (`conv_id` itself for a benign one)."""
+    item_id, _, tail = conv_id.rpartition("/")
+    if tail == "malicious-upfront":
+        return benign_conv_id(item_id, -1)
+    if tail.startswith("m") and tail[1:].isdigit():
+        return benign_conv_id(item_id, int(tail[1:]))
+    return conv_id
+
+
 def plan_item(item_id: str, sequences: int, seed: int, max_moves: int = MAX_MOVES,
               malicious: bool = False) -> list[PlannedConversation]:  # fmt: skip
     """The upfront baseline plus `sequences` multi-turn conversations for one item; with `malicious`, then the same

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.data.schema import Item
 from carryon.models.base import ChatClient, ChatRequest, Message, msgs
 from carryon.simulate.moves import Move
@@ -198,7 +198,7 @@ class LLMUser:
     """A model plays the benign user, or the malicious twin. It knows the intent and the clarification facts, never
     the checklist. `refused` counts the malicious turns it declined to play (each then scripted)."""
 
-    def __init__(self, client: ChatClient, caller: CachedCaller, *, attempts: int = 3, max_tokens: int = 120) -> None:
+    def __init__(self, client: ChatClient, caller: Caller, *, attempts: int = 3, max_tokens: int = 120) -> None:
         self.client = client
         self.caller = caller
         self.name = client.name

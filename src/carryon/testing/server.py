@@ -21,7 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from carryon.models.base import ChatRequest, Message
+from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, Message
 from carryon.testing.models import MODELS, respond
 
 FAULTS = ("429", "500", "503", "hang", "reset", "bad_json", "empty")
@@ -104,16 +104,20 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.delay_s:
             time.sleep(self.server.delay_s)
         request = ChatRequest(
-            messages=tuple(Message(role=m["role"], content=m["content"]) for m in body.get("messages", [])),
-            max_tokens=int(body.get("max_tokens") or 512),
+            messages=tuple(_message(m) for m in body.get("messages", [])),
+            max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 512),
         )
         result = respond(model, request)
         text = "" if fault == "empty" else result.text
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if result.finish_reason == PROVIDER_REFUSAL:  # as OpenAI sends a safety refusal
+            message = {"role": "assistant", "content": None, "refusal": text}
         payload = {
             "id": "chatcmpl-testing",
             "object": "chat.completion",
+            "created": 0,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": {
                 "prompt_tokens": result.usage.prompt_tokens,
                 "completion_tokens": result.usage.completion_tokens,
@@ -121,6 +125,16 @@ class _Handler(BaseHTTPRequestHandler):
             },
         }
         self._send(200, json.dumps(payload).encode())
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    """A request message as the testing models read it: OpenAI's `developer` role is the system's, and content given
+    as a list of parts (as some clients send it) is its text parts joined."""
+    content = raw.get("content")
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    role = "system" if raw.get("role") == "developer" else raw.get("role")
+    return Message.model_validate({"role": role, "content": content or ""})
 
 
 def main(argv: list[str] | None = None) -> None:
