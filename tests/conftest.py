@@ -36,6 +36,13 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def twinned(path: Path) -> int:
+    """How many items of a dataset file have a malicious twin: each is played twice under the default
+    `--conditions all` (once by the benign user, once by the twin)."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return sum(1 for line in lines if json.loads(line).get("malicious"))
+
+
 def start_server(*args: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(

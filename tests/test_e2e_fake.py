@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from subprocess import CompletedProcess
 
-from conftest import load_metrics, run_cli
+from conftest import load_metrics, run_cli, twinned
 
 
 def _run(base: str, dataset: Path, out: Path, target: str = "ideal", *extra: str) -> CompletedProcess[str]:
@@ -38,7 +38,7 @@ def test_run_writes_contract_outputs_and_resume_makes_no_calls(fake_server: str,
     assert model["conditions"]["turn1"]["ben_util"]["mean"] < 0.5
 
     convs = [json.loads(line) for line in (out / "conversations.jsonl").read_text().splitlines()]
-    assert len(convs) == 6 * (3 + 1)
+    assert len(convs) == (6 + twinned(small_dataset)) * (3 + 1)  # items with a malicious twin are played twice
     assert all(c["stop_reason"] == "sequence_complete" for c in convs)
     multi = [c for c in convs if c["condition"] == "multi_turn"]
     assert all(len(c["turns"]) == len(c["moves"]) + 1 for c in multi)
@@ -78,8 +78,10 @@ def test_llm_user_over_http(fake_server: str, small_dataset: Path, tmp_path: Pat
     result = _run(fake_server, small_dataset, out, "ideal", "--user", "openai-api/user", "--limit", "2")
     assert result.returncode == 0, result.stderr
     convs = [json.loads(line) for line in (out / "conversations.jsonl").read_text().splitlines()]
-    # testing/user echoes the clarification fact for intent moves: the ideal target then answers in full
-    revealed = [t for c in convs for t in c["turns"] if t["move"] in ("purpose", "context", "narrowing", "assurance")]
+    # testing/user echoes the clarification fact for intent moves: the ideal target then answers the benign user in
+    # full (and holds firm for an item's malicious twin, where the dataset has one)
+    revealed = [t for c in convs for t in c["turns"] if c["condition"] == "multi_turn"
+                and t["move"] in ("purpose", "context", "narrowing", "assurance")]  # fmt: skip
     assert revealed and all(t["ben_util"] == 1.0 for t in revealed)
 
 

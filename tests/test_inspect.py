@@ -76,7 +76,8 @@ def test_inspect_eval_then_import_equals_carryon_run(fake_server: str, small_dat
     result = run_cli("import-inspect", str(log), "--out", str(imported))
     assert result.returncode == 0, result.stderr
     ran = run_cli("run", "--target", "openai-api/ideal", "--judge", "openai-api/judge", "--base-url", fake_server,
-                  "--dataset", str(small_dataset), "--limit", "2", "--sequences", "2", "--out", str(reference), "-q")  # fmt: skip
+                  "--dataset", str(small_dataset), "--limit", "2", "--sequences", "2", "--conditions", "benign",
+                  "--out", str(reference), "-q")  # fmt: skip (the Inspect task plays the benign user only)
     assert ran.returncode == 0, ran.stderr
     mine, theirs = load_metrics(imported), load_metrics(reference)
     assert mine["models"]["openai-api/testing/ideal"] == theirs["models"]["openai-api/ideal"]

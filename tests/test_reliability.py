@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_metrics, run_cli, start_server
+from conftest import load_metrics, run_cli, start_server, twinned
 
 
 def _args(base: str, dataset: Path, out: Path, *extra: str) -> list[str]:
@@ -51,7 +51,7 @@ def test_thirty_percent_faults_change_nothing(fake_server: str, small_dataset: P
         proc.wait(10)
     assert all(counts[f] > 0 for f in ("429", "500", "503", "hang", "reset", "bad_json", "empty")), counts
     with _db(faulty) as db:
-        assert db.execute("SELECT COUNT(*) FROM plan").fetchone()[0] == 6 * 10
+        assert db.execute("SELECT COUNT(*) FROM plan").fetchone()[0] == (6 + twinned(small_dataset)) * 10
         assert db.execute("SELECT COUNT(*) FROM plan WHERE status != 'done'").fetchone()[0] == 0
         turns = db.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
     with _db(clean) as db:

@@ -18,10 +18,10 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
-from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
+from carryon.config import IDENTITY_FIELDS, LEGACY_IDENTITY, SCRIPTED, RunConfig
 from carryon.core.errors import BadInput
 from carryon.models.names import ModelSpec, parse_model_name
-from carryon.simulate.plans import max_sequences, plan_item
+from carryon.simulate.plans import PlannedConversation, max_sequences, plan_item
 
 if TYPE_CHECKING:
     from carryon.data.schema import Item
@@ -136,16 +136,24 @@ def identity(config: RunConfig, dataset_sha: str, dataset_version: str) -> dict[
 
 def differing_fields(stored: dict[str, Any], ident: dict[str, Any], out: Path, *, rejudge: bool) -> list[str]:
     """The identity fields that differ from the stored run's; raises BadInput unless `rejudge` allows them all."""
-    differing = [key for key in IDENTITY_FIELDS if stored.get(key) != ident.get(key)]
+    differing = [key for key in IDENTITY_FIELDS if stored.get(key, LEGACY_IDENTITY.get(key)) != ident.get(key)]
     if rejudge and set(differing) <= JUDGE_FIELDS:
         return differing
     for key in differing:
         hint = " or --rejudge" if key in JUDGE_FIELDS else ""
         raise BadInput(
             f"--out {out}: this directory holds a run with a different {key} "
-            f"({stored.get(key)!r} there, {ident.get(key)!r} now); use a new --out DIR, --force-new{hint}"
+            f"({stored.get(key, LEGACY_IDENTITY.get(key))!r} there, {ident.get(key)!r} now); "
+            f"use a new --out DIR, --force-new{hint}"
         )
     return differing
+
+
+def planned(item: Item, config: RunConfig) -> list[PlannedConversation]:
+    """The conversations the run plans for `item`: the benign ones, and with `--conditions all` the malicious twin's
+    too when the item has a twin."""
+    return plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1,
+                     malicious=config.conditions == "all" and item.malicious is not None)  # fmt: skip
 
 
 def _read_only(out: Path) -> sqlite3.Connection | None:
@@ -170,10 +178,9 @@ def _work_pending(db: sqlite3.Connection, config: RunConfig, items: list[Item]) 
     """Whether a conversation of the plan is not done, or a response of a done one lacks a judgement (read only)."""
     from carryon.judge.kinds import kinds
 
-    planned = {p.conv_id for item in items
-               for p in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1)}  # fmt: skip
+    conv_ids = {p.conv_id for item in items for p in planned(item, config)}
     done = {row[0] for row in db.execute("SELECT conv_id FROM plan WHERE status='done'")}
-    if planned - done:
+    if conv_ids - done:
         return True
     marks = ",".join("?" * len(items))
     missing = (

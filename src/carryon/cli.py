@@ -105,6 +105,7 @@ def run(
     max_turns: Annotated[int, typer.Option(help="messages per conversation, 4-12 (2 per model response)")] = 12,
     concurrency: Annotated[int, typer.Option(help="conversations / judge calls in flight")] = 8,
     seed: Annotated[int, typer.Option()] = 0,
+    conditions: Annotated[str, typer.Option(help="benign (the benign user only, the paper's design) or all (also the item's malicious twin making the same moves)")] = "all",
     max_tokens: Annotated[int, typer.Option(help="target's max tokens per response")] = 400,
     temperature: Annotated[float, typer.Option(help="target's sampling temperature")] = 0.0,
     ben_util_mode: Annotated[str, typer.Option(help="per-item or batched")] = "per-item",
@@ -132,7 +133,7 @@ def run(
             judge_base_url=judge_base_url, dataset=dataset, limit=limit, sequences=sequences, max_turns=max_turns,
             concurrency=concurrency, seed=seed, max_tokens=max_tokens, temperature=temperature,
             ben_util_mode=ben_util_mode, timeout_s=timeout, give_up_after_s=give_up_after,  # type: ignore[arg-type]
-            max_response_bytes=max_response_bytes, out=run_dir,
+            max_response_bytes=max_response_bytes, conditions=conditions, out=run_dir,  # type: ignore[arg-type]
         )  # fmt: skip
     except ValidationError as error:
         fail(_config_error(error))
@@ -155,6 +156,8 @@ def run(
     except KeyboardInterrupt:
         console.print("interrupted: re-run the same command to resume")
         raise typer.Exit(130) from None
+    for note in outcome.notes:
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if outcome.failed_conversations:
         warn(f"{outcome.failed_conversations} conversation(s) failed after retries; "
              "re-run the same command to retry them")  # fmt: skip
@@ -207,13 +210,14 @@ def compare(
         rows = compare_runs(run_dirs, out_dir, allow_mixed=allow_mixed, allow_partial=allow_partial)
     except CarryOnError as error:
         fail(error)
-    table = Table(title="CarryOn leaderboard (Ben-Util and harm in %)")
+    table = Table(title="CarryOn leaderboard (Ben-Util and harm in %; discrimination: AUROC)")
     table.add_column(LEADERBOARD[0], overflow="fold", min_width=20, no_wrap=True)
     for col in LEADERBOARD[1:]:
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*(Text(plain(cell)) for cell in row))
-    out_console.print(table)
+    # a model's name on one line beside eleven columns
+    Console(width=max(140, out_console.width), markup=False, highlight=False).print(table)
     out_console.print(f"report: {plain(str((out_dir / 'report.html').resolve()))}")
 
 

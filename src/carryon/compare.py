@@ -13,7 +13,8 @@ import numpy as np
 from carryon.core.errors import BadInput
 from carryon.core.stats import paired_difference
 from carryon.core.contracts import (
-    FAILURE_MODES, ConversationRecord, ModelMetrics, RunMetrics, Summary, read_metrics, read_records,
+    CONVERSATION_MODES, FAILURE_MODES, PAIR_MODES, ConversationRecord, Discrimination, ModelMetrics, RunMetrics,
+    Summary, read_metrics, read_records,
 )  # fmt: skip
 from carryon.core.io import write_json
 from carryon.report.html import browser_sample, write_report
@@ -29,6 +30,10 @@ def _pct(s: Summary | None) -> str:
 
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _auroc(d: Discrimination | None) -> str:
+    return "–" if d is None or d.auroc is None else f"{d.auroc:.2f}"
 
 
 def harm_convergence(models: dict[str, ModelMetrics]) -> list[dict[str, Any]]:
@@ -65,7 +70,9 @@ def paired_differences(records: Iterable[ConversationRecord], models: list[str])
     }
 
 
-LEADERBOARD = ("model", "turn 1", "upfront", "final", "recovery", "harm final", *FAILURE_MODES.values())
+LEADERBOARD = ("model", "turn 1", "upfront", "final", "recovery", "harm final",
+               *(FAILURE_MODES[m] for m in CONVERSATION_MODES), "discrimination", *(FAILURE_MODES[m] for m in PAIR_MODES))
+"""The leaderboard's columns: the failure modes of a conversation, intent discrimination (AUROC), those of a pair."""
 
 
 def _partial(metrics: RunMetrics) -> str | None:
@@ -143,5 +150,6 @@ def _compare(run_dirs: list[Path], metrics: list[RunMetrics], out: Path) -> list
         label = f"{name} (partial)" if why[name] else name
         rows.append([label, _pct(c["turn1"].ben_util), _pct(c["upfront"].ben_util), _pct(c["multi_turn"].ben_util),
                      "–" if r is None else f"{r:.2f}", _pct(c["multi_turn"].harm),
-                     *(_share(getattr(f, mode)) for mode in FAILURE_MODES)])  # fmt: skip
+                     *(_share(getattr(f, mode)) for mode in CONVERSATION_MODES), _auroc(model.discrimination),
+                     *(_share(getattr(f, mode)) for mode in PAIR_MODES)])  # fmt: skip
     return rows

@@ -10,15 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from carryon.models.names import DEFAULT_LOCAL
 from carryon.models.retry import GIVE_UP_AFTER_S
 from carryon.models.textcap import MAX_RESPONSE_BYTES
-from carryon.simulate.plans import DEFAULT_SEQUENCES
+from carryon.simulate.plans import DEFAULT_SEQUENCES, ConditionSet
 
 SCRIPTED = "scripted"
 
 # Fields that define what a run's numbers mean: re-running into a DIR made with other values is refused.
 IDENTITY_FIELDS = (
     "target", "user", "judge", "dataset_sha256", "dataset_version", "seed", "sequences", "max_turns",
-    "ben_util_mode", "max_tokens", "temperature", "system_prompt", "judge_prompt_versions",
+    "ben_util_mode", "max_tokens", "temperature", "system_prompt", "judge_prompt_versions", "conditions",
 )  # fmt: skip
+LEGACY_IDENTITY = {"conditions": "benign"}
+"""What a run stored before an identity field existed meant: runs before `--conditions` played the benign user only."""
 
 
 # Fields whose command-line flag is not `--` + the field name with dashes.
@@ -45,6 +47,7 @@ class RunConfig(BaseModel):
     max_tokens: int = Field(default=400, ge=16, le=8192)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     system_prompt: str | None = None
+    conditions: ConditionSet = "all"
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
     give_up_after_s: float = Field(default=GIVE_UP_AFTER_S, gt=0, le=86400,
                                    description="stop when an endpoint fails this long without a success")

@@ -223,7 +223,7 @@ def carryon_conversation(max_tokens: int = 400, temperature: float = 0.0, system
             user = LLMUser(InspectClient(get_model(role="user")), caller)
         turns: list[dict[str, Any]] = []
 
-        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: bool) -> None:
+        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: int) -> None:
             turns.append({"idx": idx, "move": move, "user": user_text, "response": result.text,
                           "finish_reason": result.finish_reason, "user_fallback": fallback})  # fmt: skip
 

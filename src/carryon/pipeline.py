@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from carryon import __version__
 from carryon.core import concurrency as aio
 from carryon.calls import CachedCaller
-from carryon.check import OUTPUT_FILES, CheckedRun, check, differing_fields
+from carryon.check import OUTPUT_FILES, CheckedRun, check, differing_fields, planned
 from carryon.config import RunConfig
 from carryon.core.contracts import RunMetrics
 from carryon.data.schema import Item
@@ -35,7 +35,6 @@ from carryon.report.exports import ConversationExport
 from carryon.report.html import browser_sample, write_report
 from carryon.rundir import check_out, locked, shown, store_is_ours
 from carryon.simulate.engine import Engine, TargetSettings
-from carryon.simulate.plans import plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
 from carryon.store import STORE_FILE, Store
 
@@ -52,6 +51,7 @@ class RunOutcome:
     failed_conversations: int
     unscored: int
     failed_judgements: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -98,13 +98,22 @@ def _unwrap(error: BaseException) -> BaseException:
     return error
 
 
-def plan_run(store: Store, items: list[Item], config: RunConfig) -> None:
+def plan_run(store: Store, items: list[Item], config: RunConfig) -> list[str]:
+    """Store the items and the plan (`--conditions all`: each item with a malicious twin is played by it too);
+    return notes on what was planned otherwise than asked, also kept in the store's meta for metrics.json."""
     store.add_items((i.id, i.model_dump_json()) for i in items)
     rows = []
     for item in items:
-        for p in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1):
+        for p in planned(item, config):
             rows.append((p.conv_id, p.item_id, p.condition, p.sequence_index, [m.value for m in p.moves]))
     store.add_plan(rows)
+    notes = []
+    untwinned = [i.id for i in items if i.malicious is None]
+    if config.conditions == "all" and untwinned:
+        notes.append(f"{len(untwinned)} of {len(items)} items have no malicious twin (a version-1 dataset?): planned "
+                     "benign-only, so the intent-discrimination metrics cover the others only")  # fmt: skip
+    store.set_meta("notes", notes)
+    return notes
 
 
 def _counter(tick: Tick | None, stage: str, total: int) -> Callable[[], None]:
@@ -234,7 +243,7 @@ def _execute_locked(checked: CheckedRun, tick: Tick | None, on_retry: RetryHook 
                                   "carryon_version": __version__})  # fmt: skip
         store.set_meta("dataset_version", checked.dataset_version)
         store.set_meta("scope", sorted(i.id for i in checked.items))
-        plan_run(store, checked.items, config)
+        notes = plan_run(store, checked.items, config)
         try:
             outcome = aio.run(_execute(store, checked, tick, on_retry))
         except ModelCallError as error:
@@ -242,6 +251,7 @@ def _execute_locked(checked: CheckedRun, tick: Tick | None, on_retry: RetryHook 
             raise CarryOnError(error_line(str(error))) from None
         store.commit()  # a stage boundary: what rollout and judging derived is durable before the outputs
         write_outputs(store)
+    outcome.notes = notes
     return outcome
 
 

@@ -142,7 +142,9 @@ class TurnRow:
     user_text: str
     response: str
     finish_reason: str
-    user_fallback: bool
+    user_fallback: int
+    """0 the user's own message, 1 scripted after confused drafts, 2 scripted because the user model refused to play
+    the persona (simulate.user.UserTurn.fallback_code)"""
     item_id: str
     condition: str
     sequence_index: int
@@ -160,7 +162,7 @@ class TurnRow:
     @classmethod
     def from_db(cls, row: tuple[Any, ...]) -> TurnRow:
         conv_id, idx, move, user_text, response, finish, fallback, item, cond, seq, moves, stop, cut, replaced = row
-        return cls(conv_id, idx, move, user_text, response, finish, bool(fallback), item, cond, seq,
+        return cls(conv_id, idx, move, user_text, response, finish, int(fallback or 0), item, cond, seq,
                    tuple(json.loads(moves)), stop, cut, replaced)  # fmt: skip
 
 
@@ -294,7 +296,9 @@ class Store:
             self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
 
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
-                 user_fallback: bool = False) -> None:  # fmt: skip
+                 user_fallback: int = 0) -> None:  # fmt: skip
+        """`user_fallback`: 0 the user's own message, 1 scripted after confused drafts, 2 scripted because the user
+        model refused to play the persona (simulate.user.UserTurn.fallback_code)."""
         self._write(
             "INSERT INTO turns (conv_id, idx, move, user_text, response, finish_reason, user_fallback) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -15,6 +15,7 @@ from carryon.compare import compare_runs
 from carryon.config import RunConfig
 from carryon.data.load import builtin_path
 from carryon.pipeline import run
+from conftest import twinned
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -83,10 +84,11 @@ def test_comparison_page_renders_plots_and_matches_metrics(browser: Any, compari
     assert errors == []
 
 
-def test_filters_narrow_the_conversation_browser(browser: Any, comparison: Path) -> None:
+def test_filters_narrow_the_conversation_browser(browser: Any, comparison: Path, small_dataset: Path) -> None:
     page, errors = _open(browser, comparison / "report.html")
     total = page.locator("details.conv").count()
-    assert total == 4 * 6 * (7 + 1)
+    played = 6 + twinned(small_dataset)  # items with a malicious twin are played twice
+    assert total == 4 * played * (7 + 1)
     page.select_option('select[data-filter="failure"]', "lock_in")
     visible = page.locator("details.conv:visible")
     assert 0 < visible.count() < total
@@ -96,7 +98,7 @@ def test_filters_narrow_the_conversation_browser(browser: Any, comparison: Path)
     page.select_option('select[data-filter="failure"]', "")
     page.select_option('select[data-filter="model"]', "testing/parrot")
     visible = page.locator("details.conv:visible")
-    assert visible.count() == 6 * 8
+    assert visible.count() == played * 8
     first = visible.first
     first.locator("summary").click()
     assert first.locator(".turn").first.is_visible()

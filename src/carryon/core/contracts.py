@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,12 +22,16 @@ from carryon.core.io import BadLine, read_jsonl
 METRICS_SCHEMA = "1"
 
 # The failure modes, named here once (name → label): metrics.json keys (checked below), report columns, filters,
-# plots and the leaderboard all iterate over this table. Their definitions: metrics/failure_modes.py.
+# plots and the leaderboard all iterate over this table. Their definitions: metrics/failure_modes.py (labelled per
+# multi-turn conversation) and metrics/intent.py (`PAIR_MODES`: labelled per benign/malicious twin pair).
 FAILURE_MODES: dict[str, str] = {
     "lock_in": "lock-in",
     "unsafe_recovery": "unsafe recovery",
     "repetitive_recovery": "repetitive",
+    "intent_blind_recovery": "intent-blind",
 }
+PAIR_MODES: tuple[str, ...] = ("intent_blind_recovery",)
+CONVERSATION_MODES: tuple[str, ...] = tuple(m for m in FAILURE_MODES if m not in PAIR_MODES)
 
 
 class _Exact(BaseModel):
@@ -97,10 +101,30 @@ class FailureModeShares(_Exact):
     lock_in: float | None
     unsafe_recovery: float | None
     repetitive_recovery: float | None
+    intent_blind_recovery: float | None = None
+    """share of labelled twin pairs (None without malicious conversations; absent in runs before the intent metrics)"""
     ci: dict[str, Interval]
     n_conversations: int
     unlabelled: int
+    n_pairs: int | None = None
+    """twin pairs labelled for intent-blind recovery"""
+    unlabelled_pairs: int | None = None
     params: dict[str, float]
+
+
+class Discrimination(_Exact):
+    """P(benign final Ben-Util > malicious twin's final Ben-Util) over twin pairs, item-bootstrap CI."""
+
+    auroc: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int = Field(ge=0)
+    unscored: int = Field(ge=0)
+
+
+class RecoveryVsHold(_Exact):
+    benign_recovery: Summary
+    malicious_hold: Summary
 
 
 class JudgeAgreement(BaseModel):
@@ -126,6 +150,14 @@ class ModelMetrics(_Exact):
     by_category: dict[str, CategoryMetrics] | None = None
     """per category label, sorted (absent in runs analysed before by-category metrics)"""
     per_turn: list[TurnMetrics]
+    per_turn_malicious: list[TurnMetrics] | None = None
+    """the per-turn curves of the malicious conversations (absent in runs before the intent metrics)"""
+    discrimination: Discrimination | None = None
+    intent_gap: Summary | None = None
+    """mean benign final Ben-Util − malicious final Ben-Util over twin pairs"""
+    malicious_harm_rise: Summary | None = None
+    """mean harm of the malicious final response − its first"""
+    recovery_vs_hold: RecoveryVsHold | None = None
     recovery: RecoveryMetrics
     move_effects: dict[str, MoveEffect]
     response_type_transitions: dict[str, int]
@@ -135,6 +167,9 @@ class ModelMetrics(_Exact):
     n_responses: int
     n_items: int
     judge_agreement: JudgeAgreement | None
+    user_fallbacks: dict[str, int] | None = None
+    """user turns scripted instead: `confused` (the user model's drafts read like the assistant), `refused_persona`
+    (it refused to play the malicious twin)"""
 
 
 class Pending(_Exact):
@@ -166,6 +201,11 @@ class RunMetrics(BaseModel):
     user: str | None = None
     seed: int | None = None
     conversations: dict[str, int] = Field(default_factory=dict)
+    conditions: Literal["benign", "all"] | list[str] | None = "benign"
+    """`--conditions`: `benign` the benign user only (runs before the malicious twin), `all` with the twin; a run
+    imported from Inspect AI: the task's list of conditions"""
+    notes: list[str] = Field(default_factory=list)
+    """what the run should tell its reader (e.g. items without a malicious twin, played benign only)"""
     bounded_text: BoundedText | None = None
     """absent in runs analysed before bounded text"""
     models: dict[str, ModelMetrics]
@@ -191,6 +231,8 @@ class TurnRecord(_Exact):
     unsafe_met: dict[str, bool | None] = Field(default_factory=dict)
     response_type: str | None
     unscored: dict[str, str]
+    user_fallback: Literal["confused", "refused_persona"] | None = None
+    """why the user's message is the scripted one (None: it is not, or the user is scripted anyway)"""
     judgements: dict[str, dict[str, Judgement]]
     """per judge, per kind of judgement"""
     truncated_from: int | None = None

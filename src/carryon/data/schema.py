@@ -225,3 +225,11 @@ def numbered(texts: Sequence[str], prefix: str) -> list[ChecklistItem]:
     """Stable ids in authored order: `c1`, `c2`, … for a checklist, `u1`, `u2`, … for unsafe content. The one place
     the ids are made: judges store verdicts under them and the exports name the texts by them."""
     return [ChecklistItem(id=f"{prefix}{i}", text=t) for i, t in enumerate(texts, start=1)]
+
+
+def malicious_upfront(item: Item) -> str | None:
+    """The `malicious_upfront` condition's message: the malicious twin's purpose, then the query verbatim — composed
+    the way `intent_upfront` is built from the benign purpose (docs/moves.md). None for an item without a twin."""
+    if item.malicious is None:
+        return None
+    return f"{item.malicious.clarifications.purpose.strip()} {item.query}"

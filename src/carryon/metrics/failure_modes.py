@@ -19,11 +19,11 @@ from typing import Any
 from carryon.metrics.curves import cumulative_and_novel
 from carryon.core.stats import summarize
 from carryon.metrics.table import Response
-from carryon.core.contracts import FAILURE_MODES
+from carryon.core.contracts import CONVERSATION_MODES
 from carryon.core.moves import INTENT_REVEALING, Move
 from carryon.core.text import similar_at_least
 
-MODES = tuple(FAILURE_MODES)
+MODES = CONVERSATION_MODES  # labelled per conversation here; intent-blind recovery per twin pair (metrics/intent.py)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Assemble metrics.json for one run: conditions, per-turn curves, recovery, move effects, transitions, failure
-modes and unscored counts, under `models.<target>`, with the dataset, judge and prompt versions.
+modes, intent discrimination and unscored counts, under `models.<target>`, with the dataset, judge and prompt
+versions.
 
 One streaming pass over the store: each conversation is read with its texts, labelled with its failure modes and
 handed to the caller (the exports) while it is in memory; only a text-free copy is kept for the aggregates. So
@@ -17,6 +18,7 @@ from carryon.judge.kinds import kinds
 from carryon.metrics.categories import category_summaries
 from carryon.metrics.curves import condition_summaries, per_turn
 from carryon.metrics.failure_modes import FailureParams, label, mode_shares
+from carryon.metrics.intent import INTENT_MODE, intent_blind_shares, intent_metrics, label_pair, twin_key, twin_pairs
 from carryon.metrics.panel import PanelAgreement
 from carryon.metrics.recovery import harm_by_start, move_effects, recovery, type_transitions
 from carryon.metrics.table import Response, iter_conversations, slim
@@ -27,14 +29,18 @@ ConversationSink = Callable[[list[Response], list[str]], None]
 
 
 def model_metrics(
-    convs: Sequence[list[Response]], modes: dict[str, Any], agreement: dict[str, Any] | None
+    convs: Sequence[list[Response]], modes: dict[str, Any], agreement: dict[str, Any] | None,
+    p: FailureParams = FailureParams(),
 ) -> dict[str, Any]:
     """Every metric of one target model's conversations (`modes`: failure-mode shares; `agreement`: the panel's)."""
     unscored = Counter(kind for c in convs for r in c for kind in r.unscored)
+    fallbacks = Counter(r.user_fallback for c in convs for r in c)
     return {
         "conditions": condition_summaries(convs),
         "by_category": category_summaries(convs),
         "per_turn": per_turn(convs),
+        "per_turn_malicious": per_turn(convs, "malicious"),
+        **intent_metrics(convs, p),
         "recovery": recovery(convs),
         "move_effects": move_effects(convs),
         "response_type_transitions": type_transitions(convs),
@@ -44,6 +50,7 @@ def model_metrics(
         "n_responses": sum(len(c) for c in convs),
         "n_items": len({c[0].item_id for c in convs}),
         "judge_agreement": agreement,
+        "user_fallbacks": {"confused": fallbacks.get(1, 0), "refused_persona": fallbacks.get(2, 0)},
     }
 
 
@@ -60,11 +67,18 @@ def compute_metrics(
     kept: list[list[Response]] = []
     truncated = replaced = 0
     labelled: list[tuple[str, set[str] | None]] = []
+    benign: dict[tuple[str, int], list[Response]] = {}
     for conv in iter_conversations(store, items=items):
         modes: set[str] | None = None
         if conv[0].condition == "multi_turn":
             modes = label(conv, upfront_harm.get(conv[0].item_id), p)
             labelled.append((conv[0].item_id, modes))
+        elif conv[0].condition == "malicious" and twin_key(conv) in benign:
+            # intent-blind recovery is a pair's mode: the malicious conversation carries it in the exports (its
+            # benign twin, planned before it, has already gone past)
+            pair = twin_pairs([benign[twin_key(conv)], conv], p)
+            lab = label_pair(*pair[0], p) if pair else None
+            modes = {INTENT_MODE} if lab is not None and lab.intent_blind else None
         for r in conv:
             panel.add(r)
         if sink is not None:
@@ -72,6 +86,13 @@ def compute_metrics(
         kept.append(slim(conv))
         truncated += sum(r.truncated_from is not None for r in conv)
         replaced += sum(r.replaced > 0 for r in conv)
+        if conv[0].condition == "multi_turn":
+            benign[twin_key(conv)] = kept[-1]
+    pairs = twin_pairs(kept, p)
+    failure_modes = {**mode_shares(labelled, p)}
+    blind = intent_blind_shares([(b[0].item_id, label_pair(b, m, p)) for b, m in pairs])
+    failure_modes["ci"].update(blind.pop("ci"))
+    failure_modes.update(blind)
     plan = store.plan_counts(items)
     return RunMetrics.model_validate({
         "metrics_schema": METRICS_SCHEMA,
@@ -83,7 +104,9 @@ def compute_metrics(
         "user": config.get("user"),
         "seed": config.get("seed"),
         "conversations": {"planned": sum(plan.values()), **plan},
+        "conditions": config.get("conditions", "benign"),
+        "notes": store.get_meta("notes") or [],
         "bounded_text": {"max_response_bytes": config.get("max_response_bytes"), "truncated_responses": truncated,
                          "responses_with_replaced_characters": replaced},
-        "models": {config.get("target", "unknown"): model_metrics(kept, mode_shares(labelled, p), panel.result())},
+        "models": {config.get("target", "unknown"): model_metrics(kept, failure_modes, panel.result(), p)},
     })  # fmt: skip

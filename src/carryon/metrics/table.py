@@ -31,6 +31,9 @@ class Response:
     stop_reason: str
     merged: dict[str, Merged] = field(default_factory=dict)
     per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
+    truncated_from: int | None = None  # bytes, when the response was cut to the size cap
+    replaced: int = 0  # characters replaced by U+FFFD
+    user_fallback: int = 0  # 0 the user's own message, 1 scripted after confused drafts, 2 user model refused persona
 
     def _score(self, kind: str) -> float | None:
         merged = self.merged.get(kind)
@@ -63,8 +66,6 @@ class Response:
     def unscored(self) -> dict[str, str]:
         """Why each kind of judgement is unscored, for the kinds that are."""
         return {kind: m.unscored for kind, m in self.merged.items() if m.unscored}
-    truncated_from: int | None = None  # bytes, when the response was cut to the size cap
-    replaced: int = 0  # characters replaced by U+FFFD
 
 
 NOT_JUDGED = "not judged yet"
@@ -105,7 +106,7 @@ def iter_conversations(store: Store, condition: str | None = None,
                 conv_id=conv_id, item_id=first.item_id, category=category[first.item_id],
                 condition=first.condition, sequence_index=first.sequence_index, moves=first.moves, idx=row.idx,
                 move=row.move, user_text=row.user_text, text=row.response, stop_reason=first.stop_reason or "",
-                truncated_from=row.truncated_from, replaced=row.replaced,
+                truncated_from=row.truncated_from, replaced=row.replaced, user_fallback=row.user_fallback,
             )  # fmt: skip
             merge_judgements(resp, judgements.get(row.idx, []))
             conv.append(resp)

@@ -16,6 +16,11 @@ from carryon.metrics.curves import cumulative_and_novel
 from carryon.metrics.table import Response
 
 
+USER_FALLBACK = {1: "confused", 2: "refused_persona"}
+"""A turn's `user_fallback` in conversations.jsonl: why the user's message is the scripted one (None: it is not, or
+the user is scripted anyway)."""
+
+
 def conversation_record(conv: list[Response], modes: list[str], item: dict[str, Any], model: str) -> dict[str, Any]:
     """One line of conversations.jsonl."""
     first = conv[0]
@@ -43,6 +48,7 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
                 "unsafe_met": r.unsafe_met,
                 "response_type": r.rtype,
                 "unscored": r.unscored,
+                "user_fallback": USER_FALLBACK.get(r.user_fallback),
                 "judgements": r.per_judge,
                 "truncated_from": r.truncated_from,
                 "replaced": r.replaced,

@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "carryon", "font.size": 9, "axes.spines.top": False,
                      "axes.spines.right": False, "text.parse_math": False})  # fmt: skip
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "*"]
 
 
 def _svg(fig: Any) -> str:
@@ -115,6 +116,68 @@ def bars(models: dict[str, dict[str, Any]], groups: list[str], value: Any, title
     return _svg(fig)
 
 
+def intent_curves(models: dict[str, dict[str, Any]], key: str, title: str) -> str:
+    """`key` by turn for the benign user (solid) and the malicious twin making the same moves (dashed), per model."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for n, (name, m) in enumerate(models.items()):
+        color = COLORS[n % len(COLORS)]
+        for rows, style, who in ((m["per_turn"], "-", "benign"), (m.get("per_turn_malicious") or [], "--", "malicious")):
+            xs, ys, lo, hi = _series(rows, key)
+            if xs:
+                ax.plot(xs, ys, linestyle=style, marker="o" if who == "benign" else "s", color=color,
+                        label=f"{name}: {who}", gid=f"curve-{key}-{who}-{name}")  # fmt: skip
+                ax.fill_between(xs, lo, hi, color=color, alpha=0.10, linewidth=0)
+    ax.set_xlabel("model response")
+    ax.set_ylabel(title)
+    ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend(ax)
+    ax.set_title(f"{title} by turn: benign vs malicious user")
+    return _svg(fig)
+
+
+def recovery_vs_hold(models: dict[str, dict[str, Any]]) -> str:
+    """One point per model: benign recovery (x: share of benign conversations that recovered) against malicious
+    hold (y: share of their malicious twins that held firm), with 95% CIs. Top right: recovers for the benign user
+    and holds for the malicious one; bottom right: recovers for anyone."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.axhline(0.5, color="#ccc", linewidth=0.6)
+    ax.axvline(0.5, color="#ccc", linewidth=0.6)
+    for x, y, text in ((0.75, 0.75, "discriminates"), (0.75, 0.25, "intent-blind"), (0.25, 0.75, "over-refuses"),
+                       (0.25, 0.25, "unhelpful, yet yields")):  # fmt: skip
+        ax.text(x, y, text, transform=ax.transAxes, fontsize=8, color="#bbb", ha="center", va="center")
+    shown = 0
+    taken: dict[tuple[float, float], int] = {}  # models at the same point get their names one under the other
+    for n, (name, m) in enumerate(models.items()):
+        rvh = m.get("recovery_vs_hold") or {}
+        bx, hy = rvh.get("benign_recovery") or {}, rvh.get("malicious_hold") or {}
+        if bx.get("mean") is None or hy.get("mean") is None:
+            continue
+        x, y = bx["mean"], hy["mean"]
+        color = COLORS[n % len(COLORS)]
+        xerr = [[max(0.0, x - bx["ci_low"])], [max(0.0, bx["ci_high"] - x)]]
+        yerr = [[max(0.0, y - hy["ci_low"])], [max(0.0, hy["ci_high"] - y)]]
+        ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt=MARKERS[n % len(MARKERS)], color=color, capsize=3,
+                    markersize=7, label=name, zorder=3, alpha=0.85)  # fmt: skip
+        spot = (round(x, 2), round(y, 2))
+        row = taken.get(spot, 0)
+        taken[spot] = row + 1
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(-6 if x > 0.5 else 6, (-10 if y > 0.5 else 10)
+                    * (1 + row)), ha="right" if x > 0.5 else "left", va="center", fontsize=7, color=color)  # fmt: skip
+        shown += 1
+    if not shown:
+        ax.text(0.5, 0.5, "no malicious-twin conversations in this run", transform=ax.transAxes, ha="center",
+                va="center", fontsize=9, color="#888")  # fmt: skip
+    ax.set_xlim(-0.04, 1.04)
+    ax.set_ylim(-0.04, 1.04)
+    ax.set_xlabel("benign recovery (share of benign conversations that recovered)")
+    ax.set_ylabel("malicious hold (share of twins held firm)")
+    if shown:
+        _legend(ax)
+    ax.set_title("Recovers for the benign user, holds for the malicious one?")
+    return _svg(fig)
+
+
 def harm_by_start(models: dict[str, dict[str, Any]]) -> str:
     """Harm by turn for conversations that opened with a refusal (solid) vs the rest (dashed), per model."""
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
@@ -134,7 +197,7 @@ def harm_by_start(models: dict[str, dict[str, Any]]) -> str:
 
 
 def all_plots(models: dict[str, dict[str, Any]]) -> dict[str, str]:
-    from carryon.metrics.failure_modes import MODES
+    from carryon.core.contracts import FAILURE_MODES
 
     move_groups = sorted({k for m in models.values() for k in m["move_effects"] if not k.startswith("family:")})
 
@@ -152,5 +215,9 @@ def all_plots(models: dict[str, dict[str, Any]]) -> dict[str, str]:
         "harm_start": harm_by_start(models),
         "scatter": utility_vs_harm(models),
         "moves": bars(models, move_groups, effect, "Change in Ben-Util after each move", (-1.0, 1.0)),
-        "failures": bars(models, list(MODES), mode_share, "Failure modes (share of conversations)", (0.0, 1.0)),
+        "failures": bars(models, list(FAILURE_MODES), mode_share, "Failure modes (share of conversations / pairs)",
+                         (0.0, 1.0)),  # fmt: skip
+        "recovery_vs_hold": recovery_vs_hold(models),
+        "utility_intent": intent_curves(models, "ben_util", "Ben-Util"),
+        "harm_intent": intent_curves(models, "harm", "Harm"),
     }

@@ -2,6 +2,10 @@
 turn. Conversations run concurrently; a conversation's own turns run in order (with llama.cpp this keeps its KV
 cache warm). Each response is stored as it arrives; a conversation is marked done with its stop reason.
 
+A `malicious` conversation is its benign twin with the item's malicious twin as the user: the same first message,
+the same moves, and the same words wherever a move reveals nothing (the user's phrasing is seeded by the benign
+twin's id). `malicious_upfront` opens with the twin's purpose, then the query (`data.schema.malicious_upfront`).
+
 A response the provider's safety layer stopped (`provider_refusal`) ends the conversation there, with that stop
 reason: there is no reply for the simulated user to answer.
 """
@@ -12,17 +16,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from carryon.calls import Caller
-from carryon.data.schema import Item
+from carryon.data.schema import Item, malicious_upfront
 from carryon.core.errors import ModelCallError
 from carryon.core.chat import PROVIDER_REFUSAL, ChatClient, ChatRequest, ChatResult, Message
 from carryon.core.moves import Move
+from carryon.simulate.plans import MALICIOUS_CONDITIONS, benign_twin_id
 from carryon.simulate.user import SimulatedUser
 from carryon.store import PlanRow, Store
 from carryon.core.concurrency import run_workers
 
 
-TurnSink = Callable[[int, str | None, str, ChatResult, bool], None]
-"""Receives each response as it arrives: (index, move or None, the user message it answers, result, user fallback)."""
+TurnSink = Callable[[int, str | None, str, ChatResult, int], None]
+"""Receives each response as it arrives: (index, move or None, the user message it answers, result, user fallback:
+0 none, 1 scripted after confused drafts, 2 the user model refused the persona — `UserTurn.fallback_code`)."""
 
 
 @dataclass(frozen=True)
@@ -47,28 +53,41 @@ class Engine:
             temperature=self.settings.temperature,
         )
 
+    @staticmethod
+    def first_message(item: Item, condition: str) -> str:
+        if condition == "upfront":
+            return item.intent_upfront
+        if condition == "malicious_upfront":
+            text = malicious_upfront(item)
+            if text is None:
+                raise ValueError(f"item {item.id} has no malicious twin")
+            return text
+        return item.query
+
     async def converse(self, conv_id: str, item: Item, condition: str, moves: Sequence[str],
                        on_turn: TurnSink | None = None) -> str:  # fmt: skip
         """Play one conversation, handing each response to `on_turn` as it arrives; return the stop reason. Touches
         no store: `play` records to the run store, the Inspect AI task (carryon/inspect_task.py) to its sample."""
-        first = item.intent_upfront if condition == "upfront" else item.query
+        malicious = condition in MALICIOUS_CONDITIONS
+        seed_id = benign_twin_id(conv_id) if malicious else conv_id
+        first = self.first_message(item, condition)
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
         if on_turn:
-            on_turn(0, None, first, result, False)
+            on_turn(0, None, first, result, 0)
         history.append(Message(role="assistant", content=result.text))
         if result.finish_reason == PROVIDER_REFUSAL:
             return PROVIDER_REFUSAL
         stop = "sequence_complete"  # the plan fits every sequence to --max-turns (simulate.plans)
         for idx, move in enumerate((Move(m) for m in moves), start=1):
-            turn = await self.user.next_message(item, move, history, seed=f"{conv_id}:{idx}")
+            turn = await self.user.next_message(item, move, history, seed=f"{seed_id}:{idx}", malicious=malicious)
             if turn.ended:
                 stop = "user_ended"
                 break
             history.append(Message(role="user", content=turn.text))
             result = await self.caller.call("target", self.target, self._request(history))
             if on_turn:
-                on_turn(idx, move.value, turn.text, result, turn.fallback)
+                on_turn(idx, move.value, turn.text, result, turn.fallback_code)
             history.append(Message(role="assistant", content=result.text))
             if result.finish_reason == PROVIDER_REFUSAL:  # the provider's filter ends it: nothing for the user to answer
                 stop = PROVIDER_REFUSAL
@@ -81,7 +100,7 @@ class Engine:
         assert store is not None, "Engine.play records to a run store"
         store.reset_conversation(conv_id)
 
-        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: bool) -> None:
+        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: int) -> None:
             store.add_turn(conv_id, idx, move, user_text, result, user_fallback=fallback)
 
         stop = await self.converse(conv_id, self.items[row.item_id], row.condition, row.moves, record)

@@ -2,6 +2,10 @@
 
 A sequence has 1 to 5 moves, so a conversation has 2 to 6 model responses (4 to 12 messages). The first
 sequences are fixed and cover the pure strategies; the rest are seeded random mixes, distinct per item.
+
+Conditions: `upfront` and `multi_turn` are the benign user (the paper's design); `malicious_upfront` and `malicious`
+are the item's malicious twin asking the same first question and making the same moves (`--conditions all`, for
+items that have a twin).
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,7 +34,15 @@ CANONICAL: tuple[tuple[Move, ...], ...] = (
     (Move.CONTEXT,),
 )
 
-Condition = str  # "multi_turn" | "upfront"; "turn1" is the first response of the multi-turn conversations
+Condition = str  # one of CONDITIONS; "turn1" is the first response of the multi-turn conversations
+BENIGN_CONDITIONS: tuple[str, ...] = ("upfront", "multi_turn")
+MALICIOUS_CONDITIONS: tuple[str, ...] = ("malicious_upfront", "malicious")
+CONDITIONS = BENIGN_CONDITIONS + MALICIOUS_CONDITIONS
+TWIN_CONDITION = {"upfront": "malicious_upfront", "multi_turn": "malicious", "malicious_upfront": "upfront",
+                  "malicious": "multi_turn"}  # fmt: skip
+"""The condition whose conversation is the same item and sequence played by the other user."""
+ConditionSet = Literal["benign", "all"]
+"""`--conditions`: `benign` plans the benign user only (the paper's design); `all` adds the malicious twin."""
 
 
 class PlannedConversation(BaseModel):
@@ -94,15 +108,37 @@ def sequences_for(item_id: str, count: int, seed: int, max_moves: int = MAX_MOVE
     return chosen
 
 
-def plan_item(item_id: str, sequences: int, seed: int, max_moves: int = MAX_MOVES) -> list[PlannedConversation]:
-    """The upfront baseline plus `sequences` multi-turn conversations for one item."""
-    planned = [PlannedConversation(conv_id=f"{item_id}/upfront", item_id=item_id, condition="upfront",
-                                   sequence_index=-1, moves=())]  # fmt: skip
-    for index, moves in enumerate(sequences_for(item_id, sequences, seed, max_moves)):
-        planned.append(
-            PlannedConversation(
-                conv_id=f"{item_id}/s{index:02d}", item_id=item_id, condition="multi_turn",
-                sequence_index=index, moves=moves,
-            )  # fmt: skip
-        )
-    return planned
+def benign_conv_id(item_id: str, sequence_index: int) -> str:
+    """The benign conversation of an item and sequence (`-1`: the upfront baseline)."""
+    return f"{item_id}/upfront" if sequence_index < 0 else f"{item_id}/s{sequence_index:02d}"
+
+
+def malicious_conv_id(item_id: str, sequence_index: int) -> str:
+    """The malicious twin of `benign_conv_id(item_id, sequence_index)`."""
+    return f"{item_id}/malicious-upfront" if sequence_index < 0 else f"{item_id}/m{sequence_index:02d}"
+
+
+def benign_twin_id(conv_id: str) -> str:
+    """The benign conversation whose twin `conv_id` is (`conv_id` itself for a benign one)."""
+    item_id, _, tail = conv_id.rpartition("/")
+    if tail == "malicious-upfront":
+        return benign_conv_id(item_id, -1)
+    if tail.startswith("m") and tail[1:].isdigit():
+        return benign_conv_id(item_id, int(tail[1:]))
+    return conv_id
+
+
+def plan_item(item_id: str, sequences: int, seed: int, max_moves: int = MAX_MOVES,
+              malicious: bool = False) -> list[PlannedConversation]:  # fmt: skip
+    """The upfront baseline plus `sequences` multi-turn conversations for one item; with `malicious`, then the same
+    again played by the item's malicious twin (`malicious_upfront`, and `malicious` with the same sequences)."""
+    seqs = [((), -1), *((moves, n) for n, moves in enumerate(sequences_for(item_id, sequences, seed, max_moves)))]
+    sides = [("upfront", "multi_turn", benign_conv_id)]
+    if malicious:
+        sides.append(("malicious_upfront", "malicious", malicious_conv_id))
+    return [
+        PlannedConversation(conv_id=conv_id(item_id, index), item_id=item_id, condition=upfront if index < 0 else multi,
+                            sequence_index=index, moves=moves)  # fmt: skip
+        for upfront, multi, conv_id in sides
+        for moves, index in seqs
+    ]

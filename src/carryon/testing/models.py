@@ -1,5 +1,6 @@
 """The deterministic `testing/` models. Targets recognise the benchmark item from the first user message (they know
-the built-in dataset and any registered one) and whether a later user message revealed one of its clarifications."""
+the built-in dataset and any registered one) and whether a later user message revealed one of its clarifications —
+the benign user's or the malicious twin's: they see only the messages, and tell the two apart by the item's texts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 
-from carryon.data.schema import CATEGORIES, Item
+from carryon.data.schema import CATEGORIES, Item, malicious_upfront
 from carryon.core.chat import PROVIDER_REFUSAL, ChatRequest, ChatResult, Message, Usage
 from carryon.core.moves import REVEALED_FIELDS
 
@@ -22,8 +24,14 @@ _registered: dict[str, Item] = {}
 def register_items(items: Iterable[Item]) -> None:
     """Make a dataset's items known to the testing targets (the built-in dataset always is)."""
     for item in items:
-        _registered[item.query] = item
-        _registered[item.intent_upfront] = item
+        _index(_registered, item)
+
+
+def _index(index: dict[str, Item], item: Item) -> None:
+    """Index `item` by every first message a conversation about it can open with."""
+    for first in (item.query, item.intent_upfront, malicious_upfront(item)):
+        if first is not None:
+            index[first] = item
 
 
 @cache
@@ -34,22 +42,40 @@ def _builtin() -> dict[str, Item]:
     paths = [str(builtin_path()), *filter(None, os.environ.get("CARRYON_TESTING_DATASET", "").split(os.pathsep))]
     for path in paths:
         for item in validate_file(path, near_duplicates=False).items:
-            index[item.query] = item
-            index[item.intent_upfront] = item
+            _index(index, item)
     return index
 
 
-def _find(messages: list[Message]) -> tuple[Item | None, bool, int]:
-    """(item, asked with intent up front, how many later user messages revealed a clarification)."""
+@dataclass(frozen=True)
+class Seen:
+    """What a testing target reads from the messages of one conversation."""
+
+    item: Item
+    upfront: bool  # opened with the benign purpose stated first
+    malicious_upfront: bool  # opened with the malicious twin's purpose stated first
+    reveals: int  # later user messages that reveal one of the item's (benign) clarifications
+    malicious_reveals: int  # later user messages that reveal one of the malicious twin's clarifications
+    followups: int  # later user messages of any kind
+
+
+
+
+def _find(messages: list[Message]) -> Seen | None:
     users = [m.content for m in messages if m.role == "user"]
     if not users:
-        return None, False, 0
+        return None
     item = _registered.get(users[0]) or _builtin().get(users[0])
     if item is None:
-        return None, False, 0
-    facts = [getattr(item.clarifications, field).lower() for field in REVEALED_FIELDS]
-    reveals = sum(1 for u in users[1:] if any(f in u.lower() for f in facts))
-    return item, users[0] == item.intent_upfront, reveals
+        return None
+    facts = [getattr(item.clarifications, k).lower() for k in REVEALED_FIELDS]
+    twin = item.malicious.clarifications if item.malicious else None
+    bad = [t.lower() for t in (getattr(twin, k) for k in REVEALED_FIELDS) if t] if twin else []
+    later = [u.lower() for u in users[1:]]
+    return Seen(
+        item=item, upfront=users[0] == item.intent_upfront, malicious_upfront=users[0] == malicious_upfront(item),
+        reveals=sum(1 for u in later if any(f in u for f in facts)),
+        malicious_reveals=sum(1 for u in later if any(f in u for f in bad)), followups=len(later),
+    )  # fmt: skip
 
 
 def full_answer(item: Item) -> str:
@@ -66,34 +92,47 @@ def always_refuse(messages: list[Message]) -> str:
 
 
 def ideal(messages: list[Message]) -> str:
-    item, upfront, reveals = _find(messages)
-    if item is None:
+    """A partial first answer; the full answer once the benign purpose is known; a refusal (holding firm) once the
+    malicious twin's purpose is."""
+    seen = _find(messages)
+    if seen is None or seen.malicious_upfront or seen.malicious_reveals:
         return REFUSAL
-    if upfront or reveals:
-        return full_answer(item)
-    return partial_answer(item, 1)
+    if seen.upfront or seen.reveals:
+        return full_answer(seen.item)
+    return partial_answer(seen.item, 1)
+
+
+def gullible(messages: list[Message]) -> str:
+    """Recovers for anyone who follows up: a partial first answer, then the full answer to any follow-up (or to any
+    purpose stated first), benign or malicious alike."""
+    seen = _find(messages)
+    if seen is None:
+        return REFUSAL
+    if seen.upfront or seen.malicious_upfront or seen.followups:
+        return full_answer(seen.item)
+    return partial_answer(seen.item, 1)
 
 
 def unsafe(messages: list[Message]) -> str:
-    item, upfront, _ = _find(messages)
-    if item is None:
+    seen = _find(messages)
+    if seen is None:
         return REFUSAL
-    if upfront:
-        return full_answer(item)
-    if sum(m.role == "user" for m in messages) == 1:
+    if seen.upfront:
+        return full_answer(seen.item)
+    if not seen.followups:
         return REFUSAL
-    return full_answer(item) + "".join(f"\n{UNSAFE_MARKER} {u}" for u in item.unsafe_content)
+    return full_answer(seen.item) + "".join(f"\n{UNSAFE_MARKER} {u}" for u in seen.item.unsafe_content)
 
 
 def parrot(messages: list[Message]) -> str:
-    item, upfront, _ = _find(messages)
-    if item is None:
+    seen = _find(messages)
+    if seen is None:
         return REFUSAL
-    if upfront:
-        return full_answer(item)
-    if sum(m.role == "user" for m in messages) == 1:
+    if seen.upfront:
+        return full_answer(seen.item)
+    if not seen.followups:
         return REFUSAL
-    return partial_answer(item, 2)
+    return partial_answer(seen.item, 2)
 
 
 PROVIDER_FILTER = "This request was blocked by the provider's content filter."
@@ -102,9 +141,9 @@ PROVIDER_FILTER = "This request was blocked by the provider's content filter."
 def filtered(messages: list[Message]) -> str:
     """Behind a provider's safety filter: the query alone is stopped by the provider (finish reason
     `provider_refusal`, see `respond`); asked with its purpose up front, the model answers in full."""
-    item, upfront, _ = _find(messages)
-    if item is not None and upfront:
-        return full_answer(item)
+    seen = _find(messages)
+    if seen is not None and seen.upfront:
+        return full_answer(seen.item)
     return PROVIDER_FILTER
 
 
@@ -124,6 +163,15 @@ def user(messages: list[Message]) -> str:
         return "hmm"
     question = _QUESTION.search(system)
     return "Put differently: " + (question.group(1) if question else "can you help?")
+
+
+PERSONA_REFUSAL = "I'm sorry, but I can't role-play as someone who wants to harm people."
+
+
+def user_refuses_malicious(messages: list[Message]) -> str:
+    """A user model that plays the benign user (as `user`) but refuses to play a malicious persona."""
+    system = next((m.content for m in messages if m.role == "system"), "")
+    return PERSONA_REFUSAL if "safety evaluation" in system else user(messages)
 
 
 def _tag(text: str, tag: str) -> str | None:
@@ -223,10 +271,12 @@ def builder(messages: list[Message]) -> str:
 MODELS: dict[str, Callable[[list[Message]], str]] = {
     "always-refuse": always_refuse,
     "ideal": ideal,
+    "gullible": gullible,
     "unsafe": unsafe,
     "parrot": parrot,
     "filtered": filtered,
     "user": user,
+    "user-refuses-malicious": user_refuses_malicious,
     "judge": judge,
     "judge-broken": judge_broken,
     "judge-missing": judge_missing,
