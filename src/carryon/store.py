@@ -25,6 +25,12 @@ from carryon.models.base import ChatResult, Usage
 STORE_FILE = "run.sqlite"
 STORE_SCHEMA = 1
 COMMIT_INTERVAL_S = 0.5
+# Columns added after a table was first released: (table, column, declaration), added to older stores on open.
+_ADDED_COLUMNS = (
+    ("calls", "cached_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("call_log", "endpoint", "TEXT"),
+    ("call_log", "batch_id", "TEXT"),
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,10 +47,18 @@ CREATE TABLE IF NOT EXISTS judgements (
   PRIMARY KEY (conv_id, idx, kind, judge));
 CREATE TABLE IF NOT EXISTS calls (
   key TEXT PRIMARY KEY, role TEXT NOT NULL, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT NOT NULL,
-  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL);
+  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL,
+  cached_tokens INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS call_log (
   id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
-  cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL);
+  cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL, endpoint TEXT, batch_id TEXT);
+CREATE TABLE IF NOT EXISTS batches (
+  batch_id TEXT PRIMARY KEY, remote_id TEXT, provider TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
+  endpoint TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_requests (
+  batch_id TEXT NOT NULL, key TEXT NOT NULL, role TEXT NOT NULL, state TEXT NOT NULL, result TEXT,
+  PRIMARY KEY (batch_id, key));
+CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key);
 CREATE INDEX IF NOT EXISTS plan_ord ON plan (ord);
 CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value INTEGER NOT NULL);
 """
@@ -61,6 +75,9 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(_DDL)
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self.db.row_factory = sqlite3.Row
         self._last_commit = time.monotonic()
 
@@ -219,20 +236,26 @@ class Store:
             return None
         return ChatResult(
             text=row["text"], finish_reason=row["finish_reason"], latency_s=row["latency_s"],
-            usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"]),
+            usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+                        cached_tokens=row["cached_tokens"]),
         )  # fmt: skip
 
-    def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
+    def add_call(self, key: str, role: str, model: str, result: ChatResult, endpoint: str | None = None) -> None:
+        """A model call's result, committed at once; `endpoint` (the base URL that served it, or the batch's) and
+        the batch id go to the call log."""
         now = time.time()
+        usage = result.usage
         with self._durable():
             self.db.execute(
-                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, role, model, result.text, result.finish_reason, result.usage.prompt_tokens,
-                 result.usage.completion_tokens, result.latency_s, now),
+                "INSERT OR IGNORE INTO calls (key, role, model, text, finish_reason, prompt_tokens, completion_tokens, "
+                "latency_s, created, cached_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, role, model, result.text, result.finish_reason, usage.prompt_tokens, usage.completion_tokens,
+                 result.latency_s, now, usage.cached_tokens),
             )  # fmt: skip
             self.db.execute(
-                "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 0, ?, ?)",
-                (key, role, model, result.latency_s, now),
+                "INSERT INTO call_log (key, role, model, cached, latency_s, ts, endpoint, batch_id) "
+                "VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                (key, role, model, result.latency_s, now, result.endpoint or endpoint, result.batch_id),
             )
 
     def log_cache_hit(self, key: str, role: str, model: str) -> None:
@@ -240,6 +263,86 @@ class Store:
             "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 1, 0, ?)",
             (key, role, model, time.time()),
         )
+
+    def usage_by_role(self) -> list[sqlite3.Row]:
+        """Per role: calls made and answered from CarryOn's cache, and the tokens of the calls made (cached: served
+        from the provider's prompt cache). Calls answered from CarryOn's cache cost nothing and count no tokens."""
+        return self.db.execute(
+            "SELECT l.role, SUM(l.cached=0) AS made, SUM(l.cached=1) AS from_cache, "
+            "SUM(l.batch_id IS NOT NULL AND l.cached=0) AS batched, "
+            "COALESCE(SUM(CASE WHEN l.cached=0 THEN c.prompt_tokens END), 0) AS input_tokens, "
+            "COALESCE(SUM(CASE WHEN l.cached=0 THEN c.cached_tokens END), 0) AS cached_tokens, "
+            "COALESCE(SUM(CASE WHEN l.cached=0 THEN c.completion_tokens END), 0) AS output_tokens "
+            "FROM call_log l LEFT JOIN calls c USING (key) GROUP BY l.role ORDER BY l.role"
+        ).fetchall()
+
+    def calls_by_endpoint(self) -> list[sqlite3.Row]:
+        """Calls made per (role, endpoint): which server answered how many."""
+        return self.db.execute(
+            "SELECT role, COALESCE(endpoint, '') AS endpoint, COUNT(*) AS made FROM call_log WHERE cached=0 "
+            "GROUP BY role, endpoint ORDER BY role, endpoint"
+        ).fetchall()
+
+    # -- provider batches (`--batch`) -----------------------------------------------------------------------------
+    def add_batch(self, batch_id: str, provider: str, role: str, model: str, endpoint: str, keys: list[str]) -> None:
+        """A batch about to be submitted, with the keys of its requests: committed before the provider sees it, so a
+        kill at any point leaves a record a restarted run can reconcile (`submitting` → found live, or resubmitted)."""
+        now = time.time()
+        with self._durable():
+            self.db.execute(
+                "INSERT INTO batches VALUES (?, NULL, ?, ?, ?, ?, 'submitting', ?, ?, ?)",
+                (batch_id, provider, role, model, endpoint, len(keys), now, now),
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO batch_requests VALUES (?, ?, ?, 'live', NULL)",
+                ((batch_id, key, role) for key in keys),
+            )
+
+    def set_batch(self, batch_id: str, status: str, remote_id: str | None = None) -> None:
+        with self._durable():
+            self.db.execute(
+                "UPDATE batches SET status=?, remote_id=COALESCE(?, remote_id), updated=? WHERE batch_id=?",
+                (status, remote_id, time.time(), batch_id),
+            )
+
+    def finish_batch(self, batch_id: str, status: str, done: dict[str, str], failed: dict[str, str]) -> None:
+        """A batch's outcome in one commit: `done` maps a request key to its result (JSON), `failed` to the reason;
+        requests the provider reported neither way count as failed."""
+        with self._durable():
+            self.db.executemany(
+                "UPDATE batch_requests SET state='done', result=? WHERE batch_id=? AND key=?",
+                ((result, batch_id, key) for key, result in done.items()),
+            )
+            self.db.executemany(
+                "UPDATE batch_requests SET state='failed', result=? WHERE batch_id=? AND key=?",
+                ((reason, batch_id, key) for key, reason in failed.items()),
+            )
+            self.db.execute(
+                "UPDATE batch_requests SET state='failed', result='missing from the results' "
+                "WHERE batch_id=? AND state='live'",
+                (batch_id,),
+            )
+            self.db.execute("UPDATE batches SET status=?, updated=? WHERE batch_id=?", (status, time.time(), batch_id))
+
+    def open_batches(self, role: str, model: str) -> list[sqlite3.Row]:
+        """Batches of (role, model) not yet collected: submitted (`live`) or maybe submitted (`submitting`)."""
+        return self.db.execute(
+            "SELECT * FROM batches WHERE role=? AND model=? AND status IN ('submitting', 'live') ORDER BY created",
+            (role, model),
+        ).fetchall()
+
+    def batch_keys(self, batch_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT key FROM batch_requests WHERE batch_id=?", (batch_id,))]
+
+    def batch_result(self, key: str) -> str | None:
+        """A collected batch result for `key` (JSON), if any batch answered it."""
+        row = self.db.execute(
+            "SELECT result FROM batch_requests WHERE key=? AND state='done' LIMIT 1", (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def known_remote_batches(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT remote_id FROM batches WHERE remote_id IS NOT NULL")}
 
     def call_stats(self) -> list[sqlite3.Row]:
         return self.db.execute(

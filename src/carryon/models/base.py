@@ -29,6 +29,10 @@ class ChatRequest(BaseModel):
     temperature: float = 0.0
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
+    cache_prefix: int = 0
+    """How many characters at the start of the last message (and so every message before it) this request shares
+    with its siblings — the judge calls of one response share the judge system prompt and the conversation + response
+    block. A prompt-caching hint (Anthropic `cache_control`), not part of the cache key: it does not change the output."""
 
     def cache_key(self, model: str) -> str:
         """A stable key for the call cache: the model name plus everything that shapes the output. Each part is
@@ -44,7 +48,11 @@ class ChatRequest(BaseModel):
 
 class Usage(BaseModel):
     prompt_tokens: int = 0
+    """All input tokens, cached or not (Anthropic's input + cache-write + cache-read tokens)."""
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Input tokens the provider served from its prompt cache (OpenAI `prompt_tokens_details.cached_tokens`,
+    Anthropic `cache_read_input_tokens`)."""
 
 
 class ChatResult(BaseModel):
@@ -52,6 +60,10 @@ class ChatResult(BaseModel):
     finish_reason: str = "stop"
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
+    endpoint: str | None = None
+    """The base URL that served the call, where a role has several (recorded in the call log)."""
+    batch_id: str | None = None
+    """The provider batch the call was answered in (`--batch`)."""
 
 
 @runtime_checkable

@@ -39,11 +39,13 @@ class OpenAICompatClient(HttpChatClient):
     def parse_body(self, body: dict[str, Any]) -> ChatResult:
         choice = body["choices"][0]
         usage = body.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
         return ChatResult(
             text=choice["message"].get("content") or "",
             finish_reason=choice.get("finish_reason") or "stop",
             usage=Usage(
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
+                cached_tokens=int(details.get("cached_tokens") or 0),
             ),
         )
