@@ -3,6 +3,7 @@ judge without re-running the target). Each (response, kind, judge) is stored as 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -13,6 +14,7 @@ from carryon.errors import ModelCallError
 from carryon.judge import ben_util, harm, response_type
 from carryon.judge.common import Verdict
 from carryon.models.base import ChatClient, Message
+from carryon.models.endpoints import affinity_key
 from carryon.store import Store
 from carryon.workers import run_workers
 
@@ -79,31 +81,49 @@ async def run_judges(
     mode: ben_util.Mode,
     concurrency: int,
     on_done: Callable[[], None] | None = None,
+    *,
+    parallel_kinds: bool = False,
 ) -> tuple[int, int]:
     """Judge what is pending; return (unscored judgements, responses whose judging failed on transport errors after
     retries — left pending for the next run, never stored as unscored).
 
     Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
-    reuses the KV cache of the shared system prompt + conversation + response across them."""
+    reuses the KV cache of the shared system prompt + conversation + response across them. With `parallel_kinds`
+    (batch mode) all of a response's judge calls are asked at once, so they join the same batch."""
     refs = prompt_versions(mode)
     unscored = failed = 0
 
     async def one_response(unit: Work) -> None:
-        nonlocal unscored, failed
+        with affinity_key(f"{unit[0].conv_id}#{unit[0].idx}"):  # one endpoint holds the response's shared prefix
+            await judge_kinds(unit)
+
+    async def decide(kind: str, task: JudgeTask, judge: str) -> bool:
+        """One kind of judgement of one response, stored; False when it failed on transport errors."""
+        nonlocal unscored
+        try:
+            verdict = await judge_one(kind, mode, caller, clients[judge], task)
+        except ModelCallError as error:
+            if error.permanent:
+                raise
+            return False
+        unscored += verdict.score is None
+        store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
+                            verdict.unscored_reason, verdict.raw)  # fmt: skip
+        if on_done:
+            on_done()
+        return True
+
+    async def judge_kinds(unit: Work) -> None:
+        nonlocal failed
         task, judge, kinds = unit
+        if parallel_kinds:
+            if not all(await asyncio.gather(*(decide(kind, task, judge) for kind in kinds))):
+                failed += 1
+            return
         for kind in kinds:
-            try:
-                verdict = await judge_one(kind, mode, caller, clients[judge], task)
-            except ModelCallError as error:
-                if error.permanent:
-                    raise
+            if not await decide(kind, task, judge):
                 failed += 1
                 return
-            unscored += verdict.score is None
-            store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
-                                verdict.unscored_reason, verdict.raw)  # fmt: skip
-            if on_done:
-                on_done()
 
     await run_workers(pending_work(store, items, list(clients)), one_response, concurrency)
     return unscored, failed

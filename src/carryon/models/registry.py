@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 from carryon.errors import BadInput
 from carryon.models.anthropic import AnthropicClient
 from carryon.models.base import ChatClient
+from carryon.models.endpoints import RoutedClient
+from carryon.models.http import HttpChatClient
 from carryon.models.local import LocalServer, resolve_weights
 from carryon.models.openai_compat import OpenAICompatClient
+from carryon.models.retry import RetryPolicy
 
 Provider = Literal["openai", "openai-api", "anthropic", "local", "testing"]
 PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
@@ -35,6 +38,15 @@ class ModelSpec:
     def name(self) -> str:
         return f"{self.provider}/{self.model}"
 
+    @property
+    def base_urls(self) -> list[str]:
+        """The endpoints serving this model: `--base-url` may list several, comma-separated (models/endpoints.py)."""
+        return split_urls(self.base_url)
+
+
+def split_urls(value: str | None) -> list[str]:
+    return [u.strip().rstrip("/") for u in (value or "").split(",") if u.strip()]
+
 
 def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None) -> ModelSpec:
     """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag and the problem."""
@@ -51,9 +63,14 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
     if provider == "openai-api" and not base_url:
         raise BadInput(f"--{role} {name!r}: openai-api models need a server: pass --base-url")
     if base_url is not None:
-        parsed = urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise BadInput(f"--base-url {base_url!r} (for --{role}): not an http(s) URL")
+        urls = split_urls(base_url)
+        for url in urls or [base_url]:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise BadInput(f"--base-url {url!r} (for --{role}): not an http(s) URL")
+        if len(set(urls)) != len(urls):
+            raise BadInput(f"--base-url {base_url!r} (for --{role}): an endpoint is listed twice")
+        base_url = ",".join(urls)
     if provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
         raise BadInput(f"--{role} {name!r}: environment variable {KEY_ENV[provider]} is not set")
     return ModelSpec(provider=provider, model=model, base_url=base_url if provider == "openai-api" else None)
@@ -78,10 +95,21 @@ class ModelPool:
     def client(self, role: str, spec: ModelSpec) -> ChatClient:
         key = f"{role}:{spec.name}:{spec.base_url}"
         if key not in self.clients:
-            client = open_client(spec, self, role=role)
+            urls = spec.base_urls
+            if len(urls) > 1:  # one model at several endpoints: route with conversation affinity
+                client: ChatClient = RoutedClient(spec.name, [(u, self._single_try(spec, u, role)) for u in urls])
+            else:
+                client = open_client(spec, self, role=role)
             self._stack.push_async_callback(client.aclose)
             self.clients[key] = client
         return self.clients[key]
+
+    def _single_try(self, spec: ModelSpec, url: str, role: str) -> ChatClient:
+        """One endpoint's client, making one attempt per call: the router retries, on another endpoint if need be."""
+        client = open_client(replace(spec, base_url=url), self, role=role)
+        if isinstance(client, HttpChatClient):
+            client.retry = RetryPolicy(max_attempts=1)
+        return client
 
     def local_server(self, model: str) -> LocalServer:
         if model not in self._servers:

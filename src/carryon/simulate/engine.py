@@ -14,6 +14,7 @@ from carryon.calls import CachedCaller
 from carryon.data.schema import Item
 from carryon.errors import ModelCallError
 from carryon.models.base import ChatClient, ChatRequest, Message
+from carryon.models.endpoints import affinity_key
 from carryon.simulate.moves import Move
 from carryon.simulate.user import SimulatedUser
 from carryon.store import Store
@@ -43,7 +44,12 @@ class Engine:
         )
 
     async def play(self, row: Row) -> str:
-        """Play one planned conversation from the start (turns already cached cost no call); return its stop reason."""
+        """Play one planned conversation from the start (turns already cached cost no call); return its stop reason.
+        Its calls share one affinity key: with several endpoints they all go to the one holding its prefix."""
+        with affinity_key(row["conv_id"]):
+            return await self._play(row)
+
+    async def _play(self, row: Row) -> str:
         conv_id, item = row["conv_id"], self.items[row["item_id"]]
         self.store.reset_conversation(conv_id)
         first = item.intent_upfront if row["condition"] == "upfront" else item.query
