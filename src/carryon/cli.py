@@ -79,6 +79,14 @@ def run(
     temperature: Annotated[float, typer.Option(help="target's sampling temperature")] = 0.0,
     ben_util_mode: Annotated[str, typer.Option(help="per-item or batched")] = "per-item",
     timeout: Annotated[float, typer.Option(help="seconds per model request")] = 120.0,
+    batch: Annotated[Optional[str], typer.Option(help="roles whose calls go through the provider's batch API "
+                                                 "(about half price, results within hours): judge, target, user; "
+                                                 "comma-separated")] = None,  # fmt: skip
+    batch_poll: Annotated[float, typer.Option(help="seconds between looks at a live batch")] = 30.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="make no model call: print and write DIR/estimate.json "
+                                          "(conversations, calls and tokens per role, cost with --price)")] = False,
+    price: Annotated[Optional[list[str]], typer.Option(help="ROLE=IN/OUT[/CACHED]: USD per million input/output "
+                                                       "(and cached input) tokens, for --dry-run; repeat per role")] = None,
     force_new: Annotated[bool, typer.Option("--force-new", help="discard what DIR holds and start afresh")] = False,
     rejudge: Annotated[bool, typer.Option("--rejudge", help="judge DIR's conversations again with another judge or judge prompt version")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
@@ -96,9 +104,16 @@ def run(
             judge_base_url=judge_base_url, dataset=dataset, limit=limit, sequences=sequences, max_turns=max_turns,
             concurrency=concurrency, seed=seed, max_tokens=max_tokens, temperature=temperature,
             ben_util_mode=ben_util_mode, timeout_s=timeout, out=out,  # type: ignore[arg-type]
+            batch=[r.strip() for r in (batch or "").split(",") if r.strip()],  # type: ignore[misc]
+            batch_poll_s=batch_poll,
         )  # fmt: skip
     except ValidationError as error:
         fail(_config_error(error))
+    if dry_run:
+        _dry_run(config, price or [])
+        return
+    if price:
+        fail(BadInput("--price: only used with --dry-run"))
     started = time.perf_counter()
     try:
         with _progress(quiet) as tick:
@@ -120,6 +135,18 @@ def run(
     out_console.print(outcome.summary, highlight=False)
     if outcome.failed_conversations or outcome.failed_judgements:
         raise typer.Exit(1)
+
+
+def _dry_run(config: Any, prices: list[str]) -> None:
+    from carryon.estimate import estimate_run, parse_prices, render
+
+    try:
+        estimate = estimate_run(config, parse_prices(prices))
+    except CarryOnError as error:
+        fail(error)
+    out_console.print(render(estimate), highlight=False, markup=False, soft_wrap=True)
+    out_console.print(f"written: {(config.out / 'estimate.json').resolve()}", highlight=False)
+    out_console.print("model calls: 0 made (dry run)", highlight=False)
 
 
 @app.command()

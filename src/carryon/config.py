@@ -40,6 +40,9 @@ class RunConfig(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     system_prompt: str | None = None
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    batch: list[Literal["target", "user", "judge"]] = Field(default_factory=list)
+    """Roles whose calls go through the provider's batch API (carryon/batching.py); not part of a run's identity."""
+    batch_poll_s: float = Field(default=30.0, gt=0, le=3600)
     out: Path
 
     @field_validator("judge")
@@ -48,6 +51,11 @@ class RunConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("a judge is named twice")
         return value
+
+    @field_validator("batch")
+    @classmethod
+    def _distinct_roles(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     @property
     def max_responses(self) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from carryon import __version__, aio
+from carryon.batching import BatchClient
 from carryon.calls import CachedCaller
 from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
 from carryon.data.load import builtin_path, load_items
@@ -27,6 +28,9 @@ from carryon.errors import BadInput, CarryOnError, ModelCallError
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
 from carryon.models.base import ChatClient
+from carryon.models.batch_api import batch_api
+from carryon.models.endpoints import RoutedClient
+from carryon.models.http import HttpChatClient
 from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
 from carryon.report.exports import ConversationExport, write_json
 from carryon.report.html import browser_sample, write_report
@@ -43,6 +47,16 @@ class Roles:
     target: ModelSpec
     user: ModelSpec | None
     judges: list[ModelSpec]
+
+    def of(self, role: str) -> list[ModelSpec]:
+        return {"target": [self.target], "user": [self.user] if self.user else [], "judge": self.judges}[role]
+
+
+BATCH_PROVIDERS = frozenset({"openai", "openai-api", "anthropic"})
+# Work in flight in batch mode: every pending conversation (one turn per round), judged responses by the thousand
+# (about ten calls each: a round of up to 50,000 requests, in batches of 10,000).
+BATCH_CONVERSATIONS = 20_000
+BATCH_RESPONSES = 5_000
 
 
 @dataclass
@@ -64,7 +78,16 @@ def check_roles(config: RunConfig) -> Roles:
     user = None if config.user == SCRIPTED else parse_model_name(
         config.user, role="user", base_url=config.role_base_url("user"))  # fmt: skip
     judges = [parse_model_name(j, role="judge", base_url=config.role_base_url("judge")) for j in config.judge]
-    return Roles(target, user, judges)
+    roles = Roles(target, user, judges)
+    for role in config.batch:
+        specs = roles.of(role)
+        if not specs:
+            raise BadInput(f"--batch {role}: the scripted user makes no model calls; batch a model user (--user)")
+        for spec in specs:
+            if spec.provider not in BATCH_PROVIDERS:
+                raise BadInput(f"--batch {role}: {spec.name} has no batch API; batch mode takes openai/, anthropic/ "
+                               "or openai-api/ models (a server offering OpenAI's /files and /batches)")  # fmt: skip
+    return roles
 
 
 def dataset_fingerprint(path: str | None) -> tuple[str, str]:
@@ -120,12 +143,13 @@ def guard_mixing(store: Store, ident: dict[str, Any], *, rejudge: bool = False) 
 
 def preflight(specs: list[ModelSpec]) -> None:
     """Check each OpenAI-compatible server is reachable and serves the model, before any paid call."""
-    for spec in {s.name + str(s.base_url): s for s in specs if s.provider == "openai-api"}.values():
-        url = f"{spec.base_url}/models"
+    checks = {(s.name, base): s for s in specs if s.provider == "openai-api" for base in s.base_urls}
+    for (_, base), spec in checks.items():
+        url = f"{base}/models"
         try:
             response = httpx.get(url, timeout=10.0)
         except httpx.HTTPError as error:
-            raise BadInput(f"--base-url {spec.base_url}: unreachable ({type(error).__name__})") from None
+            raise BadInput(f"--base-url {base}: unreachable ({type(error).__name__})") from None
         if response.status_code != 200:
             continue  # some servers do not list models; the first call will tell
         try:
@@ -133,7 +157,7 @@ def preflight(specs: list[ModelSpec]) -> None:
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
         if served and spec.model not in served:
-            raise BadInput(f"{spec.name}: not served at {spec.base_url}; served: {', '.join(served[:10])}")
+            raise BadInput(f"{spec.name}: not served at {base}; served: {', '.join(served[:10])}")
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -176,14 +200,16 @@ async def _rollout(engine: Engine, store: Store, todo: list[Any], items: dict[st
 
 
 async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClient], items: dict[str, Item],
-                 config: RunConfig, concurrency: int, tick: Tick | None) -> tuple[int, int]:  # fmt: skip
+                 config: RunConfig, concurrency: int, tick: Tick | None, *,
+                 parallel_kinds: bool = False) -> tuple[int, int]:  # fmt: skip
     """Judge what is pending; responses whose judging failed get one more pass. Returns (unscored, failed)."""
     total = count_pending(store, items, list(clients))
     mode = config.ben_util_mode
     unscored, failed = await run_judges(store, caller, clients, items, mode, concurrency,
-                                        _counter(tick, "judgements", total))  # fmt: skip
+                                        _counter(tick, "judgements", total), parallel_kinds=parallel_kinds)  # fmt: skip
     if failed:
-        more, failed = await run_judges(store, caller, clients, items, mode, concurrency)
+        more, failed = await run_judges(store, caller, clients, items, mode, concurrency,
+                                        parallel_kinds=parallel_kinds)  # fmt: skip
         unscored += more
     return unscored, failed
 
@@ -200,22 +226,42 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
     # fast) and judge one response after another (its judgements share their prompt prefix).
     conv_conc = 1 if roles.target.provider == "local" else config.concurrency
     judge_conc = 1 if any(j.provider == "local" for j in roles.judges) else config.concurrency
+    batched = set(config.batch)
+    if batched & {"target", "user"}:
+        conv_conc = BATCH_CONVERSATIONS  # turn-synchronous rounds: every pending conversation advances together
+    if "judge" in batched:
+        judge_conc = BATCH_RESPONSES
+    batch_clients: list[BatchClient] = []
     async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s) as pool:
-        target = pool.client("target", roles.target)
-        user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
-        judge_clients = {j.name: pool.client("judge", j) for j in roles.judges}
+
+        def client(role: str, spec: ModelSpec) -> ChatClient:
+            plain = pool.client(role, spec)
+            if role not in batched:
+                return plain
+            base = plain.endpoints[0].client if isinstance(plain, RoutedClient) else plain
+            assert isinstance(base, HttpChatClient)
+            batch = BatchClient(role, spec.name, batch_api(base, spec.provider), store, poll_s=config.batch_poll_s)
+            batch_clients.append(batch)
+            return batch
+
+        target = client("target", roles.target)
+        user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(client("user", roles.user), caller)
+        judge_clients = {j.name: client("judge", j) for j in roles.judges}
         settings = TargetSettings(max_tokens=config.max_tokens, temperature=config.temperature,
                                   system_prompt=config.system_prompt, max_responses=config.max_responses)  # fmt: skip
         try:
             if todo:
                 engine = Engine(store, caller, target, user, items, settings)
                 failed = await _rollout(engine, store, todo, items, conv_conc, tick)
-            unscored, judge_failed = await _judge(store, caller, judge_clients, items, config, judge_conc, tick)
+            unscored, judge_failed = await _judge(store, caller, judge_clients, items, config, judge_conc, tick,
+                                                  parallel_kinds="judge" in batched)  # fmt: skip
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
         finally:
-            for key, client in pool.clients.items():
-                limiter = getattr(client, "limiter", None)
+            for batch in batch_clients:
+                await batch.aclose()
+            for key, plain in pool.clients.items():
+                limiter = getattr(plain, "limiter", None)
                 if limiter is not None and len(limiter.history) > 1:
                     store.add_limit_history(key.split(":", 1)[0], limiter.history)
     return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
