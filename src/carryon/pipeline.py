@@ -73,11 +73,13 @@ class RunOutcome:
         return f"model calls: {self.made} made, {self.from_cache} from cache"
 
 
-def check_roles(config: RunConfig) -> Roles:
-    target = parse_model_name(config.target, role="target", base_url=config.role_base_url("target"))
-    user = None if config.user == SCRIPTED else parse_model_name(
-        config.user, role="user", base_url=config.role_base_url("user"))  # fmt: skip
-    judges = [parse_model_name(j, role="judge", base_url=config.role_base_url("judge")) for j in config.judge]
+def check_roles(config: RunConfig, *, require_keys: bool = True) -> Roles:
+    def parse(name: str, role: str) -> ModelSpec:
+        return parse_model_name(name, role=role, base_url=config.role_base_url(role), require_key=require_keys)
+
+    target = parse(config.target, "target")
+    user = None if config.user == SCRIPTED else parse(config.user, "user")
+    judges = [parse(j, "judge") for j in config.judge]
     roles = Roles(target, user, judges)
     for role in config.batch:
         specs = roles.of(role)

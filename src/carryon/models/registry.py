@@ -48,8 +48,10 @@ def split_urls(value: str | None) -> list[str]:
     return [u.strip().rstrip("/") for u in (value or "").split(",") if u.strip()]
 
 
-def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None) -> ModelSpec:
-    """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag and the problem."""
+def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None,
+                     require_key: bool = True) -> ModelSpec:  # fmt: skip
+    """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag and the problem.
+    `require_key=False` (a dry run) lets a missing API key pass."""
     provider, sep, model = name.partition("/")
     if not sep or not model.strip():
         raise BadInput(f"--{role} {name!r}: expected provider/model, e.g. openai/gpt-4o-mini or local/qwen2.5-coder-1.5b")
@@ -71,7 +73,7 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
         if len(set(urls)) != len(urls):
             raise BadInput(f"--base-url {base_url!r} (for --{role}): an endpoint is listed twice")
         base_url = ",".join(urls)
-    if provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
+    if require_key and provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
         raise BadInput(f"--{role} {name!r}: environment variable {KEY_ENV[provider]} is not set")
     return ModelSpec(provider=provider, model=model, base_url=base_url if provider == "openai-api" else None)
 

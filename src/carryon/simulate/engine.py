@@ -29,6 +29,11 @@ class TargetSettings:
     max_responses: int = 6
 
 
+def first_message(item: Item, condition: str) -> str:
+    """A conversation's opening user message in `condition`."""
+    return item.intent_upfront if condition == "upfront" else item.query
+
+
 class Engine:
     def __init__(self, store: Store, caller: CachedCaller, target: ChatClient, user: SimulatedUser,
                  items: dict[str, Item], settings: TargetSettings) -> None:  # fmt: skip
@@ -52,7 +57,7 @@ class Engine:
     async def _play(self, row: Row) -> str:
         conv_id, item = row["conv_id"], self.items[row["item_id"]]
         self.store.reset_conversation(conv_id)
-        first = item.intent_upfront if row["condition"] == "upfront" else item.query
+        first = first_message(item, row["condition"])
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
         self.store.add_turn(conv_id, 0, None, first, result)
