@@ -3,7 +3,8 @@ Batches, answered by the deterministic `testing/` models, with configurable late
 
 A batch is worked out lazily: the first look after `latency_s` since its creation settles every request at once
 (succeeded, failed with a server error at rate `fail_rate`, or — for a batch drawn to expire at rate `expire_rate` —
-every second request left undone and reported expired). Every submission is logged per request key (`custom_id`),
+every second request left undone and reported expired). Only a request's first submission can fail or expire, so a
+test's outcome does not hang on how often the dice fall the same way twice. Every submission is logged per request key (`custom_id`),
 so tests can check that nothing was sent twice while an earlier submission of it was live or had succeeded.
 """
 
@@ -111,9 +112,10 @@ class FakeBatches:
         handler = self.openai if batch.kind == "openai" else self.anthropic
         results: dict[str, tuple[str, dict[str, Any]]] = {}
         for n, (custom_id, body) in enumerate(batch.requests):
-            if batch.expires and n % 2 == 1:
+            first = self.log.count[custom_id] == 1
+            if batch.expires and n % 2 == 1 and first:
                 results[custom_id] = ("expired", {})
-            elif self.rng.random() < self.fail_rate:
+            elif self.rng.random() < self.fail_rate and first:
                 results[custom_id] = ("errored", {"error": {"type": "api_error", "message": "server error"}})
             else:
                 status, payload = handler(body)
