@@ -85,8 +85,9 @@ def run(
     batch_poll: Annotated[float, typer.Option(help="seconds between looks at a live batch")] = 30.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="make no model call: print and write DIR/estimate.json "
                                           "(conversations, calls and tokens per role, cost with --price)")] = False,
-    price: Annotated[Optional[list[str]], typer.Option(help="ROLE=IN/OUT[/CACHED]: USD per million input/output "
-                                                       "(and cached input) tokens, for --dry-run; repeat per role")] = None,
+    price: Annotated[Optional[list[str]], typer.Option(help="ROLE=IN/OUT or ROLE=IN/OUT/CACHED: USD per million "
+                                                       "input/output (and cached input) tokens, for --dry-run; "
+                                                       "repeat per role")] = None,  # fmt: skip
     force_new: Annotated[bool, typer.Option("--force-new", help="discard what DIR holds and start afresh")] = False,
     rejudge: Annotated[bool, typer.Option("--rejudge", help="judge DIR's conversations again with another judge or judge prompt version")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,

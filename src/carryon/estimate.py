@@ -1,5 +1,5 @@
-"""`carryon run … --dry-run`: what a run will cost before it makes a call — conversations per condition, model calls per
-role as a range, input and output tokens per role (the prefix-cacheable share apart) and, with `--price`, dollars.
+"""`carryon run … --dry-run`: what a run will cost before it makes a call — conversations per condition, model calls
+per role as a range, input and output tokens per role (the prefix-cacheable share apart) and, with `--price`, dollars.
 
 The plan is the run's own (same dataset, limit, sequences, seed, max turns), and calls are counted the way the run
 makes them: a request made before is answered from CarryOn's call cache, so the estimate counts *distinct* requests.
@@ -106,8 +106,8 @@ def parse_prices(values: list[str]) -> dict[str, Price]:
         role, sep, numbers = value.partition("=")
         parts = numbers.split("/")
         if not sep or role not in ROLES or len(parts) not in (2, 3):
-            raise BadInput(f"--price {value!r}: expected ROLE=IN/OUT[/CACHED] with ROLE one of {', '.join(ROLES)}, "
-                           "in USD per million tokens, e.g. judge=0.15/0.60")  # fmt: skip
+            raise BadInput(f"--price {value!r}: expected ROLE=IN/OUT or ROLE=IN/OUT/CACHED with ROLE one of "
+                           f"{', '.join(ROLES)}, in USD per million tokens, e.g. judge=0.15/0.60")  # fmt: skip
         try:
             figures = [float(p) for p in parts]
         except ValueError:

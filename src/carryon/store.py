@@ -286,7 +286,7 @@ class Store:
     # -- provider batches (`--batch`) -----------------------------------------------------------------------------
     def add_batch(self, batch_id: str, provider: str, role: str, model: str, endpoint: str, keys: list[str]) -> None:
         """A batch about to be submitted, with the keys of its requests: committed before the provider sees it, so a
-        kill at any point leaves a record a restarted run can reconcile (`submitting` → found live, or resubmitted)."""
+        kill at any point leaves a record a restarted run can reconcile (`submitting`: found live, or resubmitted)."""
         now = time.time()
         with self._durable():
             self.db.execute(

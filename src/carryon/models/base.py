@@ -32,7 +32,8 @@ class ChatRequest(BaseModel):
     cache_prefix: int = 0
     """How many characters at the start of the last message (and so every message before it) this request shares
     with its siblings — the judge calls of one response share the judge system prompt and the conversation + response
-    block. A prompt-caching hint (Anthropic `cache_control`), not part of the cache key: it does not change the output."""
+    block. A prompt-caching hint (Anthropic `cache_control`), not part of the cache key: it does not change the
+    output."""
 
     def cache_key(self, model: str) -> str:
         """A stable key for the call cache: the model name plus everything that shapes the output. Each part is

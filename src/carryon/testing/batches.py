@@ -4,8 +4,9 @@ Batches, answered by the deterministic `testing/` models, with configurable late
 A batch is worked out lazily: the first look after `latency_s` since its creation settles every request at once
 (succeeded, failed with a server error at rate `fail_rate`, or — for a batch drawn to expire at rate `expire_rate` —
 every second request left undone and reported expired). Only a request's first submission can fail or expire, so a
-test's outcome does not hang on how often the dice fall the same way twice. Every submission is logged per request key (`custom_id`),
-so tests can check that nothing was sent twice while an earlier submission of it was live or had succeeded.
+test's outcome does not hang on how often the dice fall the same way twice. Every submission is logged per request
+key (`custom_id`), so tests can check that nothing was sent twice while an earlier submission of it was live or had
+succeeded.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ class FakeBatches:
             for outcome, _ in batch.results.values():
                 counts[outcome] += 1
         ended = batch.results is not None
-        created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(batch.created)) + f".{int(batch.created % 1 * 1e6):06d}Z"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(batch.created))
+        created = f"{stamp}.{int(batch.created % 1 * 1e6):06d}Z"
         return {"id": batch.id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress",
                 "request_counts": counts, "created_at": created,
                 "results_url": f"/v1/messages/batches/{batch.id}/results" if ended else None}  # fmt: skip

@@ -101,12 +101,15 @@ class FakeServer(ThreadingHTTPServer):
         messages = [Message(role="system", content="".join(t for r, t in blocks if r == "system"))] if body.get(
             "system") else []  # fmt: skip
         for m in body.get("messages", []):
-            content = m["content"] if isinstance(m["content"], str) else "".join(b.get("text", "") for b in m["content"])
+            content = m["content"]
+            if not isinstance(content, str):
+                content = "".join(b.get("text", "") for b in content)
             messages.append(Message(role=m["role"], content=content))
         result = respond(model, ChatRequest(messages=tuple(messages), max_tokens=int(body.get("max_tokens") or 512)))
         total = result.usage.prompt_tokens
         read = self.prompt_cache.serve(model, blocks, result.text, marks) // 4 if marks else 0
-        written = min(total - read, sum(len(t) for t in (b[1] for b in blocks[: max(marks) + 1])) // 4 - read) if marks else 0
+        marked = sum(len(text) for _, text in blocks[: max(marks) + 1]) // 4 if marks else 0
+        written = min(total - read, marked - read) if marks else 0
         usage = {"input_tokens": total - read - max(0, written), "output_tokens": result.usage.completion_tokens,
                  "cache_read_input_tokens": read, "cache_creation_input_tokens": max(0, written)}  # fmt: skip
         return 200, {"id": "msg_testing", "type": "message", "role": "assistant", "model": model,
