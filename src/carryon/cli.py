@@ -133,6 +133,8 @@ def run(
     if outcome.unscored:
         console.print(f"{outcome.unscored} judgement(s) unscored (counted in metrics.json and the report)")
     out_console.print(f"report: {(out / 'report.html').resolve()}  ({time.perf_counter() - started:.1f}s)", highlight=False)
+    if outcome.batches:
+        out_console.print(outcome.batches, highlight=False)
     out_console.print(outcome.summary, highlight=False)
     if outcome.failed_conversations or outcome.failed_judgements:
         raise typer.Exit(1)

@@ -67,6 +67,8 @@ class RunOutcome:
     failed_conversations: int
     unscored: int
     failed_judgements: int = 0
+    batches: str = ""
+    """With --batch: how many batches went to the provider, and how many of an earlier process were collected."""
 
     @property
     def summary(self) -> str:
@@ -266,7 +268,13 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
                 limiter = getattr(plain, "limiter", None)
                 if limiter is not None and len(limiter.history) > 1:
                     store.add_limit_history(key.split(":", 1)[0], limiter.history)
-    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
+    batches = ""
+    if batch_clients:
+        sent = sum(b.batches for b in batch_clients)
+        adopted = sum(b.adopted for b in batch_clients)
+        batches = (f"provider batches: {sent} submitted ({sum(b.submitted for b in batch_clients)} requests)"
+                   + (f", {adopted} of an earlier run collected" if adopted else ""))  # fmt: skip
+    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed, batches)
 
 
 def write_outputs(store: Store) -> dict[str, Any]:
