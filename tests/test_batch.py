@@ -260,3 +260,21 @@ def test_a_lost_batch_is_submitted_afresh_and_only_failures_again_until_they_giv
     assert all(isinstance(r, ChatResult) for r in results[:3])
     assert isinstance(results[3], ModelCallError) and "failed 3 times" in str(results[3])
     assert api.submitted == [keys, [keys[0], keys[3]], [keys[3]]]  # all; then what failed, alone; then the last
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch", "judge", "--judge", "testing/judge"], "testing/judge has no batch API"),
+        (["--batch", "user"], "scripted user makes no model calls"),
+        (["--batch", "grader"], "--batch"),
+        (["--base-url", "http://127.0.0.1:1/v1,ftp://x"], "not an http(s) URL"),
+        (["--base-url", "http://127.0.0.1:1/v1,http://127.0.0.1:1/v1/"], "listed twice"),
+    ],
+)
+def test_batch_and_endpoint_flags_are_checked_before_any_call(flags: list[str], message: str, small_dataset: Path,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    args = ["run", "--target", "openai-api/ideal", "--judge", "openai-api/judge", "--base-url", "http://127.0.0.1:1/v1",
+            "--dataset", str(small_dataset), "--out", str(tmp_path / "run"), "--quiet", *flags]  # fmt: skip
+    result = run_cli(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -232,7 +232,7 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
     judge_conc = 1 if any(j.provider == "local" for j in roles.judges) else config.concurrency
     batched = set(config.batch)
     if batched & {"target", "user"}:
-        conv_conc = BATCH_CONVERSATIONS  # turn-synchronous rounds: every pending conversation advances together
+        conv_conc = min(BATCH_CONVERSATIONS, max(1, len(todo)))  # turn-synchronous rounds: all advance together
     if "judge" in batched:
         judge_conc = BATCH_RESPONSES
     batch_clients: list[BatchClient] = []
