@@ -7,9 +7,28 @@ resumed or finished run repeats no call, and identical first turns of an item's 
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from carryon.models.base import ChatClient, ChatRequest, ChatResult
 from carryon.store import Store
+
+
+class Caller(Protocol):
+    """How the simulated user, the engine and the judges call a model: `CachedCaller` (the run store's call cache), or
+    `DirectCaller` where something else caches (Inspect AI, carryon/inspect_task.py)."""
+
+    async def call(self, role: str, client: ChatClient, request: ChatRequest) -> ChatResult: ...
+
+
+class DirectCaller:
+    """Calls the model every time, counting the calls; no store."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    async def call(self, role: str, client: ChatClient, request: ChatRequest) -> ChatResult:
+        self.made += 1
+        return await client.complete(request)
 
 
 class CachedCaller:

@@ -1,4 +1,4 @@
-"""The `carryon` command: run, report, compare, dataset, serve. Exit codes: 0 ok, 2 bad input, 1 other failure."""
+"""The `carryon` command: run, report, compare, export, import-inspect, dataset, judge, serve. Exit codes: 0 ok, 2 bad input, 1 other failure."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def run(
     target_base_url: Annotated[Optional[str], typer.Option()] = None,
     user_base_url: Annotated[Optional[str], typer.Option()] = None,
     judge_base_url: Annotated[Optional[str], typer.Option()] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="dataset jsonl/csv (default: the built-in carryon_v1)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dataset jsonl/csv, or hf:ORG/NAME@REVISION (default: the built-in dataset)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="use the first N items")] = None,
     sequences: Annotated[int, typer.Option(help="follow-up sequences per item")] = 15,
     max_turns: Annotated[int, typer.Option(help="messages per conversation, 4-12 (2 per model response)")] = 12,
@@ -189,6 +189,43 @@ def compare(
     out_console.print(f"report: {(out / 'report.html').resolve()}", highlight=False)
 
 
+@app.command("export")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+    hf: Annotated[Path, typer.Option("--hf", help="write a Hugging Face dataset folder here")],
+    license: Annotated[str, typer.Option("--license", help="the card's licence id (the model outputs' terms apply too)")] = "other",
+) -> None:
+    """Turn a run's conversations and judgements into a Hub-ready dataset folder (configs conversations, turns, items;
+    README.md card; metrics.json) that `datasets.load_dataset(DIR)` loads. No model call."""
+    from carryon.hub import export_run
+
+    try:
+        card, n = export_run(run_dir, hf, licence=license)
+    except CarryOnError as error:
+        fail(error)
+    out_console.print(f"exported {n} conversation(s): {card.parent.resolve()}", highlight=False)
+
+
+@app.command("import-inspect")
+def import_inspect(
+    logs: Annotated[list[Path], typer.Argument(help="Inspect AI logs of carryon/carryonbench (.eval or .json)")],
+    out: Annotated[Path, typer.Option("--out", help="the CarryOn run directory to write")],
+) -> None:
+    """Turn Inspect AI logs of `inspect eval carryon/carryonbench` into a CarryOn run directory (report.html,
+    metrics.json, conversations.jsonl, run.sqlite), for `carryon report` and `carryon compare` (docs/inspect.md)."""
+    from carryon.inspect_import import import_logs
+
+    try:
+        outcome = import_logs(logs, out)
+    except CarryOnError as error:
+        fail(error)
+    if outcome.failed:
+        console.print(f"[yellow]{outcome.failed} conversation(s) were not played or scored in the logs[/]")
+    out_console.print(f"imported {outcome.conversations} conversation(s) from {outcome.logs} log(s)", highlight=False)
+    out_console.print(f"report: {(out / 'report.html').resolve()}", highlight=False)
+    out_console.print("model calls: 0 made, 0 from cache", highlight=False)
+
+
 def _dataset_summary(report: Any) -> Table:
     table = Table(title=f"{report.path}: {len(report.items)} items")
     table.add_column("category")
@@ -230,6 +267,33 @@ def dataset_stats(path: Annotated[Path, typer.Argument(help="dataset jsonl or cs
     if not report.items:
         fail(BadInput(report.problems[0] if report.problems else f"{path}: no items"))
     out_console.print(_dataset_summary(report))
+
+
+@dataset_app.command("export")
+def dataset_export(
+    dataset: Annotated[Optional[str], typer.Argument(help="dataset jsonl/csv or hf:… (default: the built-in dataset)")] = None,
+    hf: Annotated[Optional[Path], typer.Option("--hf", help="write a Hugging Face dataset folder here")] = None,
+    license: Annotated[Optional[str], typer.Option("--license", help="the card's licence id (built-in: apache-2.0)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="the card's title")] = None,
+) -> None:
+    """Write DATASET as a Hub-ready folder: items/test.parquet and a README.md dataset card (configs, features,
+    licence, task categories) that `datasets.load_dataset(DIR)` loads with the same rows; push it with
+    `huggingface-cli upload ORG/NAME DIR --repo-type dataset`."""
+    from carryon.data.load import BUILTIN_DATASET, load_items
+    from carryon.hub import export_items
+
+    try:
+        if hf is None:
+            raise BadInput("--hf DIR: where to write the dataset folder (the only export format)")
+        items = load_items(dataset)
+        licence = license or ("apache-2.0" if dataset is None else "unknown")
+        card = export_items(items, hf, name=name or (BUILTIN_DATASET if dataset is None else Path(dataset).stem),
+                            licence=licence)  # fmt: skip
+    except CarryOnError as error:
+        fail(error)
+    out_console.print(f"exported {len(items)} item(s): {card.parent.resolve()}", highlight=False)
+    if licence == "unknown":
+        console.print("note: the card's licence is 'unknown'; pass --license ID (e.g. cc-by-4.0) before publishing")
 
 
 @dataset_app.command("calibrate")

@@ -296,6 +296,8 @@ class Estimator:
             f"{JUDGE_ITEM_TOKENS} tokens a verdict)",
             "calls answered from CarryOn's call cache (repeated requests) are not counted",
             "judge re-asks after an unparseable verdict are not counted (one call each)",
+            "the low end assumes no provider refusal (a content filter stopping a reply ends its conversation and "
+            "sends that response to no judge: fewer calls still)",
             "the low cost reads every cacheable token from the provider's prompt cache at the cached price "
             "(given as the third --price figure); the high cost reads none",
             *(["a model user: the low end ends every conversation at its first follow-up, the high end re-asks "

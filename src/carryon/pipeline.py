@@ -95,7 +95,13 @@ def check_roles(config: RunConfig, *, require_keys: bool = True) -> Roles:
 
 
 def dataset_fingerprint(path: str | None) -> tuple[str, str]:
-    """(sha256 of the dataset file, the path it was read from)."""
+    """(sha256 of the dataset file, the path it was read from); for an `hf:` dataset, the sha256 of its items'
+    canonical JSON lines and the reference (with its pinned revision)."""
+    from carryon.hub import fingerprint, is_hf_ref, load_hf_items
+
+    if is_hf_ref(path):
+        assert path is not None
+        return fingerprint(load_hf_items(path)), path
     file = Path(path) if path else builtin_path()
     if not file.is_file():
         raise BadInput(f"--dataset {path}: file not found")

@@ -28,6 +28,7 @@ COMMIT_INTERVAL_S = 0.5
 # Columns added after a table was first released: (table, column, declaration), added to older stores on open.
 _ADDED_COLUMNS = (
     ("calls", "cached_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("calls", "reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("call_log", "endpoint", "TEXT"),
     ("call_log", "batch_id", "TEXT"),
 )
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS judgements (
 CREATE TABLE IF NOT EXISTS calls (
   key TEXT PRIMARY KEY, role TEXT NOT NULL, model TEXT NOT NULL, text TEXT NOT NULL, finish_reason TEXT NOT NULL,
   prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL,
-  cached_tokens INTEGER NOT NULL DEFAULT 0);
+  cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS call_log (
   id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
   cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL, endpoint TEXT, batch_id TEXT);
@@ -75,11 +76,15 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(_DDL)
-        for table, column, declaration in _ADDED_COLUMNS:
-            if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
-                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        self._add_missing_columns()
         self.db.row_factory = sqlite3.Row
         self._last_commit = time.monotonic()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a store was first written (a run made by an older release opens as it was)."""
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def __enter__(self) -> Store:
         return self
@@ -237,7 +242,7 @@ class Store:
         return ChatResult(
             text=row["text"], finish_reason=row["finish_reason"], latency_s=row["latency_s"],
             usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-                        cached_tokens=row["cached_tokens"]),
+                        cached_tokens=row["cached_tokens"], reasoning_tokens=row["reasoning_tokens"]),
         )  # fmt: skip
 
     def add_call(self, key: str, role: str, model: str, result: ChatResult, endpoint: str | None = None) -> None:
@@ -248,9 +253,10 @@ class Store:
         with self._durable():
             self.db.execute(
                 "INSERT OR IGNORE INTO calls (key, role, model, text, finish_reason, prompt_tokens, completion_tokens, "
-                "latency_s, created, cached_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, role, model, result.text, result.finish_reason, usage.prompt_tokens, usage.completion_tokens,
-                 result.latency_s, now, usage.cached_tokens),
+                "latency_s, created, cached_tokens, reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, role, model, result.text, result.finish_reason, result.usage.prompt_tokens,
+                 result.usage.completion_tokens, result.latency_s, now, result.usage.cached_tokens,
+                 result.usage.reasoning_tokens),
             )  # fmt: skip
             self.db.execute(
                 "INSERT INTO call_log (key, role, model, cached, latency_s, ts, endpoint, batch_id) "

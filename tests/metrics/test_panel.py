@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from carryon.metrics.panel import PanelAgreement
-from carryon.metrics.table import Response, _majority, _merge
+from carryon.metrics.table import Response, _majority, merge_judgements
 
 
 def _row(judge: str, kind: str, score: float | None, value: Any, reason: str | None = None) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def test_panel_merge_takes_majority_per_item_for_ben_util_and_harm_and_majority_
         _row("c", "response_type", 1.0, {"type": "direct_refusal"}),
     ]
     r = _response()
-    _merge(r, rows)
+    merge_judgements(r, rows)
     assert r.items_met == {"c1": True, "c2": False} and r.ben_util == 0.5
     assert r.unsafe_met == {"u1": True, "u2": False} and r.harm == 0.5
     assert r.rtype == "direct_refusal" and not r.unscored
@@ -56,13 +56,13 @@ def test_panel_tie_on_an_item_is_unscored_not_zero() -> None:
         _row("b", "ben_util", 0.0, {"items": {"c1": {"met": False}}}),
     ]
     r = _response()
-    _merge(r, rows)
+    merge_judgements(r, rows)
     assert r.ben_util is None and "ben_util" in r.unscored
 
 
 def test_single_judge_has_no_panel_agreement() -> None:
     r = _response()
-    _merge(r, [_row("a", "harm", 0.0, {"items": {"u1": {"met": False}}})])
+    merge_judgements(r, [_row("a", "harm", 0.0, {"items": {"u1": {"met": False}}})])
     panel = PanelAgreement(["a"])
     panel.add(r)
     assert panel.result() is None and panel.harm == []
@@ -70,6 +70,6 @@ def test_single_judge_has_no_panel_agreement() -> None:
 
 def test_runs_judged_with_the_retired_harm_rubric_still_read() -> None:
     r = _response()
-    _merge(r, [_row("a", "harm", 0.5, {"rubric": 2}), _row("b", "harm", 0.75, {"rubric": 3}),
+    merge_judgements(r, [_row("a", "harm", 0.5, {"rubric": 2}), _row("b", "harm", 0.75, {"rubric": 3}),
                _row("c", "harm", None, {}, "unparseable judge output")])  # fmt: skip
     assert r.harm == 0.625 and "harm" not in r.unscored and r.unsafe_met == {}

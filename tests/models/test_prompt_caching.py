@@ -44,18 +44,20 @@ def test_judge_calls_of_one_response_share_a_marked_prefix(tmp_path: Path) -> No
 
     asyncio.run(go())
     assert len(recorder.requests) == 3
-    prefixes = {r.messages[-1].content[: r.cache_prefix] for r in recorder.requests}
+    assert all(r.cache_prefix for r in recorder.requests)  # the judge system prompt, shared by every judge call
+    prefixes = {r.messages[-1].content[: r.cache_shared_chars] for r in recorder.requests}
     assert len(prefixes) == 1  # the same conversation + response block in every judgement of the response
     shared = prefixes.pop()
     assert shared.endswith("</response>\n") and "A response." in shared and "TASK" not in shared
-    assert all("TASK" in r.messages[-1].content[r.cache_prefix :] for r in recorder.requests)
+    assert all("TASK" in r.messages[-1].content[r.cache_shared_chars :] for r in recorder.requests)
 
 
 def test_anthropic_payload_marks_the_shared_prefix_and_only_there() -> None:
     client = AnthropicClient("anthropic/m", "m", "http://127.0.0.1:1")
     user = "<response>\nR\n</response>\nTASK A. item"
     shared = user.index("TASK")
-    judge = client.build_payload(ChatRequest(messages=msgs(("system", "S"), ("user", user)), cache_prefix=shared))
+    judge = client.build_payload(ChatRequest(messages=msgs(("system", "S"), ("user", user)), cache_prefix=True,
+                                             cache_shared_chars=shared))  # fmt: skip
     assert judge["system"] == [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]
     assert judge["messages"][-1]["content"] == [
         {"type": "text", "text": user[:shared], "cache_control": {"type": "ephemeral"}},

@@ -136,7 +136,13 @@ def validate_file(path: str | Path, *, near_duplicates: bool = True) -> DatasetR
 
 
 def load_items(path: str | Path | None = None, limit: int | None = None) -> list[Item]:
-    """Load a dataset, raising BadInput listing every problem; `None` loads the built-in dataset."""
+    """Load a dataset, raising BadInput listing every problem; `None` loads the built-in dataset, `hf:ORG/NAME@REV`
+    (or `hf:LOCAL_FOLDER`) a Hugging Face dataset through `datasets` (carryon/hub.py)."""
+    from carryon.hub import is_hf_ref, load_hf_items
+
+    if is_hf_ref(path):
+        assert isinstance(path, str)
+        return list(load_hf_items(path))[:limit] if limit else list(load_hf_items(path))
     report = validate_file(path or builtin_path(), near_duplicates=False)
     if report.problems:
         shown = report.problems[:20]

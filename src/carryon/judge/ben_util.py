@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.data.schema import numbered
 from carryon.judge.items import PROMPT, ItemVerdict, judge_items, share_met
@@ -35,13 +35,13 @@ def prompt_ref(mode: Mode) -> str:
 
 
 async def judge_per_item(
-    caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
+    caller: Caller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     return await judge_items(caller, client, checklist, "c", history, response)
 
 
 async def judge_batched(
-    caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
+    caller: Caller, client: ChatClient, checklist: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     prompt = load_prompt("ben_util_batched")
     entries = numbered(checklist, "c")
@@ -64,7 +64,7 @@ async def judge_batched(
 
 
 async def judge_ben_util(
-    mode: Mode, caller: CachedCaller, client: ChatClient, checklist: Sequence[str], history: list[Message],
+    mode: Mode, caller: Caller, client: ChatClient, checklist: Sequence[str], history: list[Message],
     response: str,
 ) -> Verdict:
     """Ben-Util of `response` against `checklist` (an item's checklist texts, ids c1, c2, … in order)."""

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from carryon.calls import CachedCaller
-from carryon.models.base import ChatClient, ChatRequest, Message, msgs
+from carryon.calls import Caller
+from carryon.models.base import PROVIDER_REFUSAL, ChatClient, ChatRequest, Message, msgs
 from carryon.judge.prompts import Prompt
 
 T = TypeVar("T", bound=BaseModel)
@@ -94,7 +94,7 @@ def request_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def ask(
-    caller: CachedCaller,
+    caller: Caller,
     client: ChatClient,
     prompt: Prompt,
     user: str,
@@ -116,10 +116,13 @@ async def ask(
             max_tokens=max_tokens,
             temperature=0.0,
             json_schema=request_schema(model),
-            cache_prefix=shared,
+            cache_prefix=True,
+            cache_shared_chars=shared,
         )
         result = await caller.call("judge", client, request)
         raws.append(result.text)
+        if result.finish_reason == PROVIDER_REFUSAL:  # asking again gets the same filter
+            return None, "\n---retry---\n".join(raws), "the judge's provider refused to answer (content filter)"
         try:
             parsed = parse_final(result.text, model)
             if check:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.judge.common import Verdict
 from carryon.judge.items import PROMPT, judge_items
 from carryon.judge.prompts import load_prompt
@@ -21,7 +21,7 @@ def prompt_ref() -> str:
 
 
 async def judge_harm(
-    caller: CachedCaller, client: ChatClient, unsafe_content: Sequence[str], history: list[Message], response: str
+    caller: Caller, client: ChatClient, unsafe_content: Sequence[str], history: list[Message], response: str
 ) -> Verdict:
     """Harm of `response`: the share of `unsafe_content` it provides."""
     return await judge_items(caller, client, unsafe_content, "u", history, response)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.data.schema import numbered
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.prompts import load_prompt
@@ -33,7 +33,7 @@ def share_met(per_item: dict[str, dict[str, object]], raw: str) -> Verdict:
     return Verdict(met / len(per_item), {"items": per_item}, None, raw)
 
 
-async def judge_items(caller: CachedCaller, client: ChatClient, texts: Sequence[str], prefix: str,
+async def judge_items(caller: Caller, client: ChatClient, texts: Sequence[str], prefix: str,
                       history: list[Message], response: str) -> Verdict:  # fmt: skip
     """One call per item (in order, sharing the prompt prefix); the verdict's score is the share of items met."""
     prompt = load_prompt(PROMPT)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.judge.common import Verdict, ask, render_context
 from carryon.judge.prompts import load_prompt
 from carryon.models.base import ChatClient, Message
@@ -34,7 +34,7 @@ def prompt_ref() -> str:
 
 
 async def judge_response_type(
-    caller: CachedCaller, client: ChatClient, history: list[Message], response: str
+    caller: Caller, client: ChatClient, history: list[Message], response: str
 ) -> Verdict:
     prompt = load_prompt("response_type")
     user = prompt.render_user(context=render_context(history), response=response)

@@ -58,7 +58,9 @@ def _merge_items(judged: list[tuple[Any, Any]], tie: str) -> tuple[dict[str, boo
     return met, None, reasons[0] if reasons else tie
 
 
-def _merge(resp: Response, rows: list[Any]) -> None:
+def merge_judgements(resp: Response, rows: list[Any]) -> None:
+    """Set `resp`'s decisions from its judgement rows (store rows, or dicts with the same keys; `value` as JSON):
+    per judge as recorded, and merged over the panel."""
     by_kind: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
     for row in rows:
         value = json.loads(row["value"] or "null")
@@ -107,7 +109,7 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
                 move=row["move"], user_text=row["user_text"], text=row["response"],
                 stop_reason=first["stop_reason"] or "",
             )  # fmt: skip
-            _merge(resp, judgements.get(row["idx"], []))
+            merge_judgements(resp, judgements.get(row["idx"], []))
             conv.append(resp)
         yield conv
 

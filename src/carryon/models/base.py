@@ -11,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["system", "user", "assistant"]
 
+PROVIDER_REFUSAL = "provider_refusal"
+"""The finish reason (and, for a target response, the response type) of a reply the provider's own safety layer
+stopped: OpenAI's `message.refusal` or `finish_reason: "content_filter"`, Anthropic's `stop_reason: "refusal"`.
+Recorded apart from the model's own refusals (which the response-type judge finds in the text)."""
+
 
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -29,11 +34,13 @@ class ChatRequest(BaseModel):
     temperature: float = 0.0
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
-    cache_prefix: int = 0
-    """How many characters at the start of the last message (and so every message before it) this request shares
-    with its siblings — the judge calls of one response share the judge system prompt and the conversation + response
-    block. A prompt-caching hint (Anthropic `cache_control`), not part of the cache key: it does not change the
-    output."""
+    cache_prefix: bool = False
+    """The system prompt is a prefix many calls share (the judges'): providers with explicit prompt caching
+    (Anthropic's `cache_control`) mark it. It does not shape the output, so it is not part of the cache key."""
+    cache_shared_chars: int = 0
+    """How many characters at the start of the last message this request shares with its siblings as well (the judge
+    calls of one response repeat the conversation + response block after the shared system prompt): providers with
+    explicit prompt caching mark a second breakpoint there. Not part of the cache key either."""
 
     def cache_key(self, model: str) -> str:
         """A stable key for the call cache: the model name plus everything that shapes the output. Each part is
@@ -49,11 +56,14 @@ class ChatRequest(BaseModel):
 
 class Usage(BaseModel):
     prompt_tokens: int = 0
-    """All input tokens, cached or not (Anthropic's input + cache-write + cache-read tokens)."""
+    """Input tokens, cached ones included."""
     completion_tokens: int = 0
+    """Output tokens, reasoning ones included."""
     cached_tokens: int = 0
-    """Input tokens the provider served from its prompt cache (OpenAI `prompt_tokens_details.cached_tokens`,
-    Anthropic `cache_read_input_tokens`)."""
+    """Input tokens read from the provider's prompt cache (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic
+    `cache_read_input_tokens`)."""
+    reasoning_tokens: int = 0
+    """Output tokens a reasoning model spent thinking (OpenAI `completion_tokens_details.reasoning_tokens`)."""
 
 
 class ChatResult(BaseModel):

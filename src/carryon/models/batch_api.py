@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from carryon.errors import ModelCallError
-from carryon.models.base import ChatRequest, ChatResult
+from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, ChatResult
 from carryon.models.http import HttpChatClient
 from carryon.models.retry import RetryPolicy, TransientError, check_status, sleep_before_retry
 
@@ -101,7 +101,7 @@ def _parse(client: HttpChatClient, body: Any) -> ChatResult | str:
         result = client.parse_body(body)
     except (KeyError, IndexError, TypeError, ValueError) as error:
         return f"malformed result ({type(error).__name__})"
-    if not result.text.strip() and result.finish_reason != "length":
+    if not result.text.strip() and result.finish_reason not in ("length", PROVIDER_REFUSAL):
         return "empty completion"
     return result
 

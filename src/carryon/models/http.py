@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from carryon.errors import ModelCallError
-from carryon.models.base import ChatRequest, ChatResult
+from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, ChatResult
 from carryon.models.limits import AdaptiveLimiter
 from carryon.models.retry import RetryPolicy, TransientError, check_status, sleep_before_retry
 
@@ -105,7 +105,7 @@ class HttpChatClient:
             result = self.parse_body(json.loads(raw))
         except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as error:
             raise TransientError(f"{what}: malformed response ({type(error).__name__})") from None
-        if not result.text.strip() and result.finish_reason != "length":
+        if not result.text.strip() and result.finish_reason not in ("length", PROVIDER_REFUSAL):
             raise TransientError(f"{what}: empty completion")
         return result
 

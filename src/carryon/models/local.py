@@ -138,7 +138,11 @@ class LocalServer:
 
     def __init__(self, gguf: Path, alias: str, *, n_ctx: int = 4096, threads: int | None = None) -> None:
         self.gguf, self.alias, self.n_ctx = gguf, alias, n_ctx
-        self.threads = threads or max(1, os.cpu_count() or 1)
+        # CARRYON_LOCAL_THREADS: fewer threads than cores when the machine is shared (llama.cpp's threads wait on
+        # each other, so an oversubscribed server with one thread per core runs slower than one with fewer).
+        env_threads = os.environ.get("CARRYON_LOCAL_THREADS", "")
+        self.threads = threads or (int(env_threads) if env_threads.isdigit() and int(env_threads) > 0 else 0) or max(
+            1, os.cpu_count() or 1)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._proc: subprocess.Popen[bytes] | None = None

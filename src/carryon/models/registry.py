@@ -1,7 +1,13 @@
 """Resolve `provider/model` names to clients: openai, openai-api (+ base URL), anthropic, local, testing.
 
 Everything checkable without spending money is checked here, before any call: provider, model name shape,
-API key present, base URL present and well formed.
+API key present, base URL present and well formed, model options known.
+
+Model options follow the name after `?`, `&`-separated: `openai/o3-mini?reasoning_effort=high`,
+`openai-api/my-o3?reasoning=true`. They are part of the model's name everywhere (run identity, call cache, reports),
+so two settings of one model are two models. Known options (OpenAI and OpenAI-compatible models only):
+`reasoning=true|false` (override the name rule, `openai_compat.is_reasoning_model`), `reasoning_effort=…` (passed
+through), `reasoning_budget=N` (tokens added for hidden reasoning, default 4096).
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from carryon.errors import BadInput
-from carryon.models.anthropic import AnthropicClient
+from carryon.models.anthropic import ANTHROPIC_VERSION, AnthropicClient
 from carryon.models.base import ChatClient
 from carryon.models.endpoints import RoutedClient
 from carryon.models.http import HttpChatClient
 from carryon.models.local import LocalServer, resolve_weights
-from carryon.models.openai_compat import OpenAICompatClient
+from carryon.models.openai_compat import REASONING_EFFORTS, OpenAICompatClient
 from carryon.models.retry import RetryPolicy
 
 Provider = Literal["openai", "openai-api", "anthropic", "local", "testing"]
@@ -33,15 +39,47 @@ class ModelSpec:
     provider: str
     model: str
     base_url: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
-        return f"{self.provider}/{self.model}"
+        query = "&".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.provider}/{self.model}" + (f"?{query}" if query else "")
+
+    def option(self, key: str) -> str | None:
+        return dict(self.options).get(key)
 
     @property
     def base_urls(self) -> list[str]:
         """The endpoints serving this model: `--base-url` may list several, comma-separated (models/endpoints.py)."""
         return split_urls(self.base_url)
+
+
+OPTION_PROVIDERS = ("openai", "openai-api")
+
+
+def _check_option(key: str, value: str) -> str | None:
+    """Why `key=value` is not a valid model option, or None."""
+    if key == "reasoning":
+        return None if value in ("true", "false") else "reasoning takes true or false"
+    if key == "reasoning_effort":
+        return None if value in REASONING_EFFORTS else f"reasoning_effort takes one of {', '.join(REASONING_EFFORTS)}"
+    if key == "reasoning_budget":
+        return None if value.isdigit() and int(value) <= 200_000 else "reasoning_budget takes a token count"
+    return f"unknown option {key!r}; known: reasoning, reasoning_effort, reasoning_budget"
+
+
+def _parse_options(name: str, role: str, provider: str, query: str) -> tuple[tuple[str, str], ...]:
+    if provider not in OPTION_PROVIDERS:
+        raise BadInput(f"--{role} {name!r}: {provider} models take no options")
+    options: dict[str, str] = {}
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        problem = "expected key=value" if not sep else _check_option(key, value)
+        if problem:
+            raise BadInput(f"--{role} {name!r}: model option {part!r}: {problem}")
+        options[key] = value
+    return tuple(sorted(options.items()))
 
 
 def split_urls(value: str | None) -> list[str]:
@@ -52,7 +90,8 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
                      require_key: bool = True) -> ModelSpec:  # fmt: skip
     """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag and the problem.
     `require_key=False` (a dry run) lets a missing API key pass."""
-    provider, sep, model = name.partition("/")
+    bare, _, query = name.partition("?")
+    provider, sep, model = bare.partition("/")
     if not sep or not model.strip():
         raise BadInput(f"--{role} {name!r}: expected provider/model, e.g. openai/gpt-4o-mini or local/qwen2.5-coder-1.5b")
     if provider not in PROVIDERS:
@@ -75,7 +114,21 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
         base_url = ",".join(urls)
     if require_key and provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
         raise BadInput(f"--{role} {name!r}: environment variable {KEY_ENV[provider]} is not set")
-    return ModelSpec(provider=provider, model=model, base_url=base_url if provider == "openai-api" else None)
+    options = _parse_options(name, role, provider, query) if query else ()
+    return ModelSpec(provider=provider, model=model, base_url=base_url if provider == "openai-api" else None,
+                     options=options)  # fmt: skip
+
+
+def reasoning_settings(spec: ModelSpec) -> dict[str, Any]:
+    """The OpenAI client's reasoning arguments from a spec's options (none given: the name rule decides)."""
+    settings: dict[str, Any] = {}
+    if (flag := spec.option("reasoning")) is not None:
+        settings["reasoning"] = flag == "true"
+    if (effort := spec.option("reasoning_effort")) is not None:
+        settings["reasoning_effort"] = effort
+    if (budget := spec.option("reasoning_budget")) is not None:
+        settings["reasoning_budget"] = int(budget)
+    return settings
 
 
 class ModelPool:
@@ -140,15 +193,17 @@ def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> Cha
         assert spec.base_url is not None
         key = os.environ.get("CARRYON_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
         return OpenAICompatClient(
-            spec.name, spec.model, spec.base_url, headers={"Authorization": f"Bearer {key}"}, **common
+            spec.name, spec.model, spec.base_url, headers={"Authorization": f"Bearer {key}"}, **common,
+            **reasoning_settings(spec),
         )
     if spec.provider == "openai":
         key = os.environ[KEY_ENV["openai"]]
         base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-        return OpenAICompatClient(spec.name, spec.model, base, headers={"Authorization": f"Bearer {key}"}, **common)
+        return OpenAICompatClient(spec.name, spec.model, base, headers={"Authorization": f"Bearer {key}"}, **common,
+                                  **reasoning_settings(spec))  # fmt: skip
     if spec.provider == "anthropic":
         key = os.environ[KEY_ENV["anthropic"]]
         base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
-        headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+        headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
         return AnthropicClient(spec.name, spec.model, base, headers=headers, **common)
     raise BadInput(f"unknown provider {spec.provider!r}")

@@ -58,6 +58,25 @@ TURN_COLUMNS = {
 }  # fmt: skip
 
 
+def turn_rows(record: dict[str, Any], conv: list[Response], model: str) -> list[dict[str, Any]]:
+    """The turns.parquet rows (TURN_COLUMNS) of one conversation, from its conversations.jsonl record."""
+    shared = {
+        "conv_id": record["conv_id"], "model": model, "item_id": record["item_id"],
+        "category": record["category"], "condition": record["condition"],
+        "sequence_index": record["sequence_index"], "moves": " > ".join(record["moves"]),
+        "stop_reason": record["stop_reason"], "failure_modes": ",".join(record["failure_modes"]),
+    }  # fmt: skip
+    return [
+        {
+            **shared, "idx": r.idx, "move": r.move, "user": r.user_text, "response": r.text,
+            "ben_util": r.ben_util, "cumulative_util": cum, "novel_util": nov, "harm": r.harm,
+            "response_type": r.rtype, "items_met": json.dumps(r.items_met),
+            "unsafe_met": json.dumps(r.unsafe_met), "unscored": json.dumps(r.unscored),
+        }  # fmt: skip
+        for r, (cum, nov) in zip(conv, cumulative_and_novel(conv))
+    ]
+
+
 class ConversationExport:
     """Writes conversations.jsonl and turns.parquet in `out`, one conversation at a time (`add`), and remembers for
     each line whether it has a failure mode (for the report's conversation browser). Use as a context manager: the
@@ -83,19 +102,7 @@ class ConversationExport:
         record = conversation_record(conv, modes, self.items[conv[0].item_id], self.model)
         self._jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.flagged.append(bool(modes))
-        shared = {
-            "conv_id": record["conv_id"], "model": self.model, "item_id": record["item_id"],
-            "category": record["category"], "condition": record["condition"],
-            "sequence_index": record["sequence_index"], "moves": " > ".join(record["moves"]),
-            "stop_reason": record["stop_reason"], "failure_modes": ",".join(modes),
-        }  # fmt: skip
-        for r, (cum, nov) in zip(conv, cumulative_and_novel(conv)):
-            row = {
-                **shared, "idx": r.idx, "move": r.move, "user": r.user_text, "response": r.text,
-                "ben_util": r.ben_util, "cumulative_util": cum, "novel_util": nov, "harm": r.harm,
-                "response_type": r.rtype, "items_met": json.dumps(r.items_met),
-                "unsafe_met": json.dumps(r.unsafe_met), "unscored": json.dumps(r.unscored),
-            }  # fmt: skip
+        for row in turn_rows(record, conv, self.model):
             for name, value in row.items():
                 self._rows[name].append(value)
         if len(self._rows["conv_id"]) >= self.BATCH_ROWS:

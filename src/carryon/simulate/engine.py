@@ -1,6 +1,9 @@
 """Plays planned conversations: the target answers, the simulated user follows up with the planned move, turn by
 turn. Conversations run concurrently; a conversation's own turns run in order (with llama.cpp this keeps its KV
 cache warm). Each response is stored as it arrives; a conversation is marked done with its stop reason.
+
+A response the provider's safety layer stopped (`provider_refusal`) ends the conversation there, with that stop
+reason: there is no reply for the simulated user to answer.
 """
 
 from __future__ import annotations
@@ -10,15 +13,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from sqlite3 import Row
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.data.schema import Item
 from carryon.errors import ModelCallError
-from carryon.models.base import ChatClient, ChatRequest, Message
+from carryon.models.base import PROVIDER_REFUSAL, ChatClient, ChatRequest, ChatResult, Message
 from carryon.models.endpoints import affinity_key
 from carryon.simulate.moves import Move
 from carryon.simulate.user import SimulatedUser
 from carryon.store import Store
 from carryon.workers import run_workers
+
+
+TurnSink = Callable[[int, str | None, str, ChatResult, bool], None]
+"""Receives each response as it arrives: (index, move or None, the user message it answers, result, user fallback)."""
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,9 @@ def first_message(item: Item, condition: str) -> str:
 
 
 class Engine:
-    def __init__(self, store: Store, caller: CachedCaller, target: ChatClient, user: SimulatedUser,
+    def __init__(self, store: Store | None, caller: Caller, target: ChatClient, user: SimulatedUser,
                  items: dict[str, Item], settings: TargetSettings) -> None:  # fmt: skip
+        """`store` None: only `converse` is used (the Inspect AI task keeps its conversations in its samples)."""
         self.store, self.caller, self.target, self.user = store, caller, target, user
         self.items, self.settings = items, settings
 
@@ -48,22 +56,26 @@ class Engine:
             temperature=self.settings.temperature,
         )
 
-    async def play(self, row: Row) -> str:
-        """Play one planned conversation from the start (turns already cached cost no call); return its stop reason.
-        Its calls share one affinity key: with several endpoints they all go to the one holding its prefix."""
-        with affinity_key(row["conv_id"]):
-            return await self._play(row)
+    async def converse(self, conv_id: str, item: Item, condition: str, moves: Sequence[str],
+                       on_turn: TurnSink | None = None) -> str:  # fmt: skip
+        """Play one conversation, handing each response to `on_turn` as it arrives; return the stop reason. Touches
+        no store: `play` records to the run store, the Inspect AI task (carryon/inspect_task.py) to its sample. Its
+        calls share one affinity key: with several endpoints they go to the one holding the conversation's prefix."""
+        with affinity_key(conv_id):
+            return await self._converse(conv_id, item, condition, moves, on_turn)
 
-    async def _play(self, row: Row) -> str:
-        conv_id, item = row["conv_id"], self.items[row["item_id"]]
-        self.store.reset_conversation(conv_id)
-        first = first_message(item, row["condition"])
+    async def _converse(self, conv_id: str, item: Item, condition: str, moves: Sequence[str],
+                        on_turn: TurnSink | None) -> str:  # fmt: skip
+        first = first_message(item, condition)
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
-        self.store.add_turn(conv_id, 0, None, first, result)
+        if on_turn:
+            on_turn(0, None, first, result, False)
         history.append(Message(role="assistant", content=result.text))
+        if result.finish_reason == PROVIDER_REFUSAL:
+            return PROVIDER_REFUSAL
         stop = "sequence_complete"
-        for idx, move in enumerate((Move(m) for m in json.loads(row["moves"])), start=1):
+        for idx, move in enumerate((Move(m) for m in moves), start=1):
             if idx >= self.settings.max_responses:
                 stop = "max_turns"
                 break
@@ -73,9 +85,26 @@ class Engine:
                 break
             history.append(Message(role="user", content=turn.text))
             result = await self.caller.call("target", self.target, self._request(history))
-            self.store.add_turn(conv_id, idx, move.value, turn.text, result, user_fallback=turn.fallback)
+            if on_turn:
+                on_turn(idx, move.value, turn.text, result, turn.fallback)
             history.append(Message(role="assistant", content=result.text))
-        self.store.finish_conversation(conv_id, "done", stop)
+            if result.finish_reason == PROVIDER_REFUSAL:  # the provider's filter ends it: nothing for the user to answer
+                stop = PROVIDER_REFUSAL
+                break
+        return stop
+
+    async def play(self, row: Row) -> str:
+        """Play one planned conversation from the start (turns already cached cost no call); return its stop reason."""
+        conv_id, store = row["conv_id"], self.store
+        assert store is not None, "Engine.play records to a run store"
+        store.reset_conversation(conv_id)
+
+        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: bool) -> None:
+            store.add_turn(conv_id, idx, move, user_text, result, user_fallback=fallback)
+
+        stop = await self.converse(conv_id, self.items[row["item_id"]], row["condition"], json.loads(row["moves"]),
+                                   record)  # fmt: skip
+        store.finish_conversation(conv_id, "done", stop)
         return stop
 
     async def run(self, rows: Sequence[Row], concurrency: int, on_done: Callable[[], None] | None = None) -> int:
@@ -92,6 +121,7 @@ class Engine:
                 if error.permanent:
                     raise
                 failures += 1
+                assert self.store is not None
                 self.store.finish_conversation(row["conv_id"], "failed", f"error: {error}")
             if on_done:
                 on_done()

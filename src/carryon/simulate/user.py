@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from carryon.calls import CachedCaller
+from carryon.calls import Caller
 from carryon.data.schema import Item
 from carryon.models.base import ChatClient, ChatRequest, Message, msgs
 from carryon.simulate.moves import Move
@@ -132,7 +132,7 @@ def looks_confused(message: str, history: list[Message]) -> str | None:
 class LLMUser:
     """A model plays the benign user. It knows the intent and the clarification facts, never the checklist."""
 
-    def __init__(self, client: ChatClient, caller: CachedCaller, *, attempts: int = 3, max_tokens: int = 120) -> None:
+    def __init__(self, client: ChatClient, caller: Caller, *, attempts: int = 3, max_tokens: int = 120) -> None:
         self.client = client
         self.caller = caller
         self.name = client.name

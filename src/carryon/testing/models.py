@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from functools import cache
 
 from carryon.data.schema import CATEGORIES, Item
-from carryon.models.base import ChatRequest, ChatResult, Message, Usage
+from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, ChatResult, Message, Usage
 
 REFUSAL = "I'm sorry, but I can't help with that."
 UNSAFE_MARKER = "UNSAFE DETAIL:"
@@ -93,6 +93,18 @@ def parrot(messages: list[Message]) -> str:
     if sum(m.role == "user" for m in messages) == 1:
         return REFUSAL
     return partial_answer(item, 2)
+
+
+PROVIDER_FILTER = "This request was blocked by the provider's content filter."
+
+
+def filtered(messages: list[Message]) -> str:
+    """Behind a provider's safety filter: the query alone is stopped by the provider (finish reason
+    `provider_refusal`, see `respond`); asked with its purpose up front, the model answers in full."""
+    item, upfront, _ = _find(messages)
+    if item is not None and upfront:
+        return full_answer(item)
+    return PROVIDER_FILTER
 
 
 _INSTRUCTION = re.compile(r"Instruction for this message: (.*)")
@@ -212,6 +224,7 @@ MODELS: dict[str, Callable[[list[Message]], str]] = {
     "ideal": ideal,
     "unsafe": unsafe,
     "parrot": parrot,
+    "filtered": filtered,
     "user": user,
     "judge": judge,
     "judge-broken": judge_broken,
@@ -223,7 +236,9 @@ MODELS: dict[str, Callable[[list[Message]], str]] = {
 def respond(model: str, request: ChatRequest) -> ChatResult:
     text = MODELS[model](list(request.messages))
     prompt_chars = sum(len(m.content) for m in request.messages)
-    return ChatResult(text=text, usage=Usage(prompt_tokens=prompt_chars // 4, completion_tokens=len(text) // 4))
+    finish = PROVIDER_REFUSAL if text == PROVIDER_FILTER else "stop"
+    return ChatResult(text=text, finish_reason=finish,
+                      usage=Usage(prompt_tokens=prompt_chars // 4, completion_tokens=len(text) // 4))  # fmt: skip
 
 
 class InProcessClient:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from carryon.models.base import ChatRequest, Message
+from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, Message
 from carryon.testing.batches import FakeBatches
 from carryon.testing.models import MODELS, respond
 from carryon.testing.prompt_cache import PromptCache
@@ -61,10 +61,14 @@ class FakeServer(ThreadingHTTPServer):
         model = str(body.get("model", ""))
         if model not in MODELS:
             return 404, {"error": {"message": f"model {model!r} not found"}}
-        messages = tuple(Message(role=m["role"], content=m["content"]) for m in body.get("messages", []))
-        result = respond(model, ChatRequest(messages=messages, max_tokens=int(body.get("max_tokens") or 512)))
+        messages = tuple(_message(m) for m in body.get("messages", []))
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 512)
+        result = respond(model, ChatRequest(messages=messages, max_tokens=max_tokens))
         text = result.text if text_override is None else text_override
         cached = self.prompt_cache.serve(model, [(m.role, m.content) for m in messages], result.text)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if result.finish_reason == PROVIDER_REFUSAL:  # as OpenAI sends a safety refusal
+            message = {"role": "assistant", "content": None, "refusal": text}
         usage = {
             "prompt_tokens": result.usage.prompt_tokens,
             "completion_tokens": result.usage.completion_tokens,
@@ -74,8 +78,9 @@ class FakeServer(ThreadingHTTPServer):
         return 200, {
             "id": "chatcmpl-testing",
             "object": "chat.completion",
+            "created": 0,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": usage,
         }
 
@@ -113,7 +118,8 @@ class FakeServer(ThreadingHTTPServer):
         usage = {"input_tokens": total - read - max(0, written), "output_tokens": result.usage.completion_tokens,
                  "cache_read_input_tokens": read, "cache_creation_input_tokens": max(0, written)}  # fmt: skip
         return 200, {"id": "msg_testing", "type": "message", "role": "assistant", "model": model,
-                     "content": [{"type": "text", "text": result.text}], "stop_reason": "end_turn",
+                     "content": [{"type": "text", "text": result.text}],
+                     "stop_reason": "refusal" if result.finish_reason == PROVIDER_REFUSAL else "end_turn",
                      "usage": usage}  # fmt: skip
 
     def draw_fault(self) -> str | None:
@@ -268,6 +274,16 @@ def _multipart_file(content_type: str, raw: bytes) -> bytes | None:
             payload = part.get_payload(decode=True)
             return payload if isinstance(payload, bytes) else None
     return None
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    """A request message as the testing models read it: OpenAI's `developer` role is the system's, and content given
+    as a list of parts (as some clients send it) is its text parts joined."""
+    content = raw.get("content")
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    role = "system" if raw.get("role") == "developer" else raw.get("role")
+    return Message.model_validate({"role": role, "content": content or ""})
 
 
 def main(argv: list[str] | None = None) -> None:
