@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -143,19 +144,73 @@ def test_permanent_error_stops_at_once_with_one_clear_line(small_dataset: Path, 
     assert "wrong-key" not in result.stderr + result.stdout
 
 
-def test_api_key_never_reaches_files_or_console(small_dataset: Path, tmp_path: Path) -> None:
-    sentinel = "sk-SENTINEL-5f2a9c"
-    proc, base = start_server("--auth-key", sentinel)
+SENTINEL = "sk-SENTINEL-5f2a9c"
+
+
+def _assert_no_sentinel(out: Path, *results: subprocess.CompletedProcess[str]) -> None:
+    for result in results:
+        assert SENTINEL not in result.stdout + result.stderr, result.stderr
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert SENTINEL.encode() not in data, path
+        assert base64.b64encode(f"u:{SENTINEL}".encode()) not in data, path
+
+
+@pytest.mark.parametrize("where", ["env", "userinfo", "query"])
+def test_api_key_never_reaches_files_or_console(small_dataset: Path, tmp_path: Path, where: str) -> None:
+    """The key in the environment, in the base URL's userinfo or in its query string: sent correctly (the server
+    requires it), and found in no file of the run directory and no console output."""
+    proc, base = start_server("--auth-key", SENTINEL)
+    host = base.removeprefix("http://")
+    url = {"env": base, "userinfo": f"http://u:{SENTINEL}@{host}", "query": f"{base}?api-key={SENTINEL}&x=1"}[where]
+    env = {"CARRYON_API_KEY": SENTINEL if where == "env" else ""}
     try:
         out = tmp_path / "run"
-        result = run_cli(*_args(base, small_dataset, out), env={"CARRYON_API_KEY": sentinel})
+        result = run_cli(*_args(url, small_dataset, out), env=env)
         assert result.returncode == 0, result.stderr
-        report = run_cli("report", str(out), env={"CARRYON_API_KEY": sentinel})
+        report = run_cli("report", str(out), env=env)
     finally:
         proc.terminate()
         proc.wait(10)
-    assert sentinel not in result.stdout + result.stderr + report.stdout + report.stderr
     files = [p for p in out.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"run.sqlite", "report.html", "metrics.json", "conversations.jsonl"}
-    for path in files:
-        assert sentinel.encode() not in path.read_bytes(), path
+    _assert_no_sentinel(out, result, report)
+    if where != "env":
+        stored = json.loads((out / "metrics.json").read_text())  # the masked URL is what the run records
+        with _db(out) as db:
+            config = json.loads(db.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
+        assert "***" in config["base_url"] and "judge" in stored
+
+
+@pytest.mark.parametrize("status", ["400", "500"])
+def test_echoed_authorization_and_url_never_reach_the_console(small_dataset: Path, tmp_path: Path, status: str) -> None:
+    """A server whose error body echoes the Authorization header and the request URL (with the key in its query):
+    400 stops at once, 500 trips the breaker; either way the one line shows the body masked."""
+    proc, base = start_server("--auth-key", SENTINEL, "--mode", "echo-auth", "--status", status)
+    out = tmp_path / "run"
+    try:
+        result = run_cli(*_args(f"{base}?token={SENTINEL}", small_dataset, out, "--give-up-after", "2"),
+                         env={"CARRYON_API_KEY": SENTINEL})  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"HTTP {status}" in result.stderr and "Bearer ***" in result.stderr and "token=***" in result.stderr
+    _assert_no_sentinel(out, result)
+
+
+@pytest.mark.parametrize("problem", ["unreachable", "not served", "malformed port"])
+def test_key_in_a_bad_base_url_is_not_printed(fake_server: str, small_dataset: Path, tmp_path: Path,
+                                              problem: str) -> None:  # fmt: skip
+    host = fake_server.removeprefix("http://").split("/")[0]
+    url, target, expected = {
+        "unreachable": (f"http://u:{SENTINEL}@127.0.0.1:9/v1?key={SENTINEL}", "ideal", "unreachable"),
+        "not served": (f"http://u:{SENTINEL}@{host}/v1", "nonexistent-model", "not served at http://127.0.0.1"),
+        "malformed port": (f"http://u:{SENTINEL}@127.0.0.1:99999999/v1", "ideal", "not a valid URL"),
+    }[problem]
+    args = _args(url, small_dataset, tmp_path / "run")
+    args[args.index("openai-api/ideal")] = f"openai-api/{target}"
+    result = run_cli(*args)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert SENTINEL not in result.stderr + result.stdout

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -16,52 +17,81 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from carryon import __version__, aio
 from carryon.errors import BadInput, CarryOnError
+from carryon.redact import error_line, plain
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="CarryOn: over-refusal recovery benchmark.")
 dataset_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Validate, summarise and build datasets.")
 app.add_typer(dataset_app, name="dataset")
 judge_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Validate judges against human labels.")
 app.add_typer(judge_app, name="judge")
-console = Console(stderr=True)
-out_console = Console(width=max(120, Console().width))
+# Markup and highlighting off: names, paths and error bodies are untrusted text, printed as plain text (error_line
+# and plain escape control characters); styles are given as arguments, never as markup in a string.
+console = Console(stderr=True, markup=False, highlight=False)
+out_console = Console(width=max(120, Console().width), markup=False, highlight=False)
 
 
 def fail(error: Exception) -> NoReturn:
     code = 2 if isinstance(error, BadInput) else 1
-    console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    console.print(Text("error: ", style="bold red") + Text(error_line(str(error))), soft_wrap=True)
     raise typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    console.print(Text(error_line(message), style="yellow"), soft_wrap=True)
+
+
+@dataclass
+class Display:
+    """Progress bars: `tick(stage, done, total)` per stage, and `retry(reason)` counting retries as they happen."""
+
+    tick: Callable[[str, int, int], None] | None = None
+    retry: Callable[[str], None] | None = None
+
+
 @contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+def _progress(quiet: bool) -> Iterator[Display]:
     if quiet:
-        yield None
+        yield Display()
         return
-    columns = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
+    columns = (TextColumn("{task.description:<14}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+               TextColumn("{task.fields[note]}", markup=False))  # fmt: skip
     with Progress(*columns, console=console, transient=False) as progress:
         tasks: dict[str, TaskID] = {}
+        retries = 0
 
         def tick(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
+                tasks[stage] = progress.add_task(stage, total=total, note="")
             progress.update(tasks[stage], completed=done, total=total)
 
-        yield tick
+        def retry(reason: str) -> None:
+            nonlocal retries
+            retries += 1
+            if "retries" not in tasks:
+                tasks["retries"] = progress.add_task("retries", total=None, note="")
+            last = plain(reason)
+            progress.update(tasks["retries"], completed=retries, note=f"last: {last[:90]}")
+
+        yield Display(tick, retry)
 
 
 def _config_error(error: ValidationError) -> BadInput:
+    from carryon.config import FLAGS
+
     first = error.errors()[0]
-    flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "config"
+    field = str(first["loc"][0]) if first["loc"] else ""
+    flag = FLAGS.get(field, "--" + field.replace("_", "-")) if field else "config"
     return BadInput(f"{flag}: {first['msg']}")
 
 
 @app.command()
 def run(
-    out: Annotated[Path, typer.Option("--out", help="run directory (re-running the same command resumes)")],
+    out: Annotated[str, typer.Option("--out", help="run directory (re-running the same command resumes)")],
     target: Annotated[Optional[str], typer.Option(help="model under test, provider/model")] = None,
     user: Annotated[str, typer.Option(help="'scripted' or a provider/model playing the benign user")] = "scripted",
     judge: Annotated[Optional[str], typer.Option(help="judge model(s), comma-separated for a panel")] = None,
@@ -88,6 +118,10 @@ def run(
     price: Annotated[Optional[list[str]], typer.Option(help="ROLE=IN/OUT or ROLE=IN/OUT/CACHED: USD per million "
                                                        "input/output (and cached input) tokens, for --dry-run; "
                                                        "repeat per role")] = None,  # fmt: skip
+    give_up_after: Annotated[float, typer.Option(help="stop the run when an endpoint has failed this many seconds "
+                                                 "without one success (finished work is kept)")] = 120.0,
+    max_response_bytes: Annotated[int, typer.Option(help="cut longer responses to this many bytes (UTF-8) before "
+                                                    "storing or sending them on; each cut is recorded")] = 65536,
     force_new: Annotated[bool, typer.Option("--force-new", help="discard what DIR holds and start afresh")] = False,
     rejudge: Annotated[bool, typer.Option("--rejudge", help="judge DIR's conversations again with another judge or judge prompt version")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
@@ -96,20 +130,25 @@ def run(
     from carryon.config import RunConfig
     from carryon.models.local import DEFAULT_LOCAL
     from carryon import pipeline
+    from carryon.rundir import out_path
 
     try:
+        run_dir = out_path(out)
         config = RunConfig(
             target=target or DEFAULT_LOCAL, user=user,
             judge=[j.strip() for j in (judge or DEFAULT_LOCAL).split(",") if j.strip()],
             base_url=base_url, target_base_url=target_base_url, user_base_url=user_base_url,
             judge_base_url=judge_base_url, dataset=dataset, limit=limit, sequences=sequences, max_turns=max_turns,
             concurrency=concurrency, seed=seed, max_tokens=max_tokens, temperature=temperature,
-            ben_util_mode=ben_util_mode, timeout_s=timeout, out=out,  # type: ignore[arg-type]
+            ben_util_mode=ben_util_mode, timeout_s=timeout, give_up_after_s=give_up_after,  # type: ignore[arg-type]
+            max_response_bytes=max_response_bytes, out=run_dir,
             batch=[r.strip() for r in (batch or "").split(",") if r.strip()],  # type: ignore[misc]
             batch_poll_s=batch_poll,
         )  # fmt: skip
     except ValidationError as error:
         fail(_config_error(error))
+    except CarryOnError as error:
+        fail(error)
     if dry_run:
         _dry_run(config, price or [])
         return
@@ -117,25 +156,27 @@ def run(
         fail(BadInput("--price: only used with --dry-run"))
     started = time.perf_counter()
     try:
-        with _progress(quiet) as tick:
-            outcome = pipeline.run(config, force_new=force_new, rejudge=rejudge, tick=tick)
+        with _progress(quiet) as display:
+            outcome = pipeline.run(config, force_new=force_new, rejudge=rejudge, tick=display.tick,
+                                   on_retry=display.retry)  # fmt: skip
     except CarryOnError as error:
         fail(error)
     except KeyboardInterrupt:
         console.print("interrupted: re-run the same command to resume")
         raise typer.Exit(130) from None
     if outcome.failed_conversations:
-        console.print(f"[yellow]{outcome.failed_conversations} conversation(s) failed after retries; "
-                      "re-run the same command to retry them[/]")  # fmt: skip
+        warn(f"{outcome.failed_conversations} conversation(s) failed after retries; "
+             "re-run the same command to retry them")  # fmt: skip
     if outcome.failed_judgements:
-        console.print(f"[yellow]judging of {outcome.failed_judgements} response(s) failed after retries; "
-                      "re-run the same command to retry them[/]")  # fmt: skip
+        warn(f"judging of {outcome.failed_judgements} response(s) failed after retries; "
+             "re-run the same command to retry them")  # fmt: skip
     if outcome.unscored:
         console.print(f"{outcome.unscored} judgement(s) unscored (counted in metrics.json and the report)")
-    out_console.print(f"report: {(out / 'report.html').resolve()}  ({time.perf_counter() - started:.1f}s)", highlight=False)
+    out_console.print(f"report: {plain(str((run_dir / 'report.html').resolve()))}  "
+                      f"({time.perf_counter() - started:.1f}s)")  # fmt: skip
     if outcome.batches:
-        out_console.print(outcome.batches, highlight=False)
-    out_console.print(outcome.summary, highlight=False)
+        out_console.print(outcome.batches)
+    out_console.print(outcome.summary)
     if outcome.failed_conversations or outcome.failed_judgements:
         raise typer.Exit(1)
 
@@ -147,46 +188,55 @@ def _dry_run(config: Any, prices: list[str]) -> None:
         estimate = estimate_run(config, parse_prices(prices))
     except CarryOnError as error:
         fail(error)
-    out_console.print(render(estimate), highlight=False, markup=False, soft_wrap=True)
-    out_console.print(f"written: {(config.out / 'estimate.json').resolve()}", highlight=False)
-    out_console.print("model calls: 0 made (dry run)", highlight=False)
+    out_console.print(plain(render(estimate), newlines=True), soft_wrap=True)
+    out_console.print(f"written: {plain(str((config.out / 'estimate.json').resolve()))}")
+    out_console.print("model calls: 0 made (dry run)")
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+def report(run_dir_arg: Annotated[str, typer.Argument(metavar="RUN_DIR", help="a run directory")]) -> None:
     """Rewrite DIR/report.html, DIR/metrics.json and DIR/conversations.jsonl from the store (no model calls)."""
     from carryon.pipeline import open_run, write_outputs
+    from carryon.rundir import out_path
 
     try:
+        run_dir = out_path(run_dir_arg, "RUN_DIR")
         with open_run(run_dir) as store:
-            write_outputs(store)
+            metrics = write_outputs(store)
     except CarryOnError as error:
         fail(error)
-    out_console.print(f"report: {(run_dir / 'report.html').resolve()}", highlight=False)
-    out_console.print("model calls: 0 made, 0 from cache", highlight=False)
+    if not metrics.get("complete", True):
+        pending = metrics["pending"]
+        warn(f"this run is not finished ({pending['conversations']} conversation(s) and {pending['judgements']} "
+             "judgement(s) pending); the report covers what is done and says so")  # fmt: skip
+    out_console.print(f"report: {plain(str((run_dir / 'report.html').resolve()))}")
+    out_console.print("model calls: 0 made, 0 from cache")
 
 
 @app.command()
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="run directories of different target models")],
-    out: Annotated[Path, typer.Option(help="where to write the comparison report")] = Path("carryon-compare"),
+    out: Annotated[str, typer.Option(help="where to write the comparison report")] = "carryon-compare",
     allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="compare runs with different dataset/judge versions")] = False,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="compare runs that are not finished (marked as partial)")] = False,
 ) -> None:
     """One report and leaderboard across runs."""
     from carryon.compare import compare_runs
+    from carryon.rundir import out_path
 
     try:
-        rows = compare_runs(run_dirs, out, allow_mixed=allow_mixed)
+        out_dir = out_path(out)
+        rows = compare_runs(run_dirs, out_dir, allow_mixed=allow_mixed, allow_partial=allow_partial)
     except CarryOnError as error:
         fail(error)
     table = Table(title="CarryOn leaderboard (Ben-Util and harm in %)")
-    table.add_column("model", overflow="fold", min_width=20)
+    table.add_column("model", overflow="fold", min_width=20, no_wrap=True)
     for col in ("turn 1", "upfront", "final", "recovery", "harm final", "lock-in", "unsafe rec.", "repetitive"):
         table.add_column(col, justify="right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(plain(cell)) for cell in row))
     out_console.print(table)
-    out_console.print(f"report: {(out / 'report.html').resolve()}", highlight=False)
+    out_console.print(f"report: {plain(str((out_dir / 'report.html').resolve()))}")
 
 
 @app.command("export")
@@ -227,13 +277,13 @@ def import_inspect(
 
 
 def _dataset_summary(report: Any) -> Table:
-    table = Table(title=f"{report.path}: {len(report.items)} items")
+    table = Table(title=Text(plain(f"{report.path}: {len(report.items)} items")))
     table.add_column("category")
     table.add_column("items", justify="right")
     for category, count in sorted(report.by_category().items()):
-        table.add_row(category, str(count))
+        table.add_row(Text(plain(category)), str(count))
     sizes = ", ".join(f"{k} items: {v}" for k, v in sorted(report.checklist_sizes().items()))
-    table.caption = f"checklist sizes — {sizes}"
+    table.caption = Text(f"checklist sizes — {sizes}")
     return table
 
 
@@ -248,12 +298,11 @@ def dataset_validate(
 
     report = validate_file(path)
     for warning in report.warnings:
-        console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"warning: {error_line(warning)}", soft_wrap=True)
     if report.problems or (strict and report.warnings):
         for problem in report.problems:
-            console.print(problem, highlight=False, markup=False, soft_wrap=True)
-        console.print(f"{len(report.problems)} problem(s), {len(report.warnings)} warning(s) in {path}",
-                      highlight=False, markup=False)
+            console.print(error_line(problem), soft_wrap=True)
+        console.print(f"{len(report.problems)} problem(s), {len(report.warnings)} warning(s) in {plain(str(path))}")
         raise typer.Exit(2)
     out_console.print(_dataset_summary(report))
 
@@ -315,6 +364,7 @@ def dataset_calibrate(
     from carryon.models.registry import ModelPool, parse_model_name
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
+    from carryon.rundir import check_out, locked
     from carryon.store import Store
 
     try:
@@ -327,7 +377,7 @@ def dataset_calibrate(
         specs = [parse_model_name(t, role="target", base_url=base_url) for t in dict.fromkeys(target)]
         judge_spec = None if no_judge else parse_model_name(judge, role="judge", base_url=base_url)
         items = load_items(dataset, limit=limit)
-        prepare_out(out, force_new=False)
+        check_out(out, outputs=frozenset({"calibration.json", "calibration.csv"}))
         local = any(s.provider == "local" for s in [*specs, *([judge_spec] if judge_spec else [])])
 
         async def go() -> tuple[list[cal.Outcome], int, int]:
@@ -342,14 +392,16 @@ def dataset_calibrate(
 
         from carryon.calls import CachedCaller
 
-        outcomes, made, cached = aio.run(go())
+        with locked(out):
+            prepare_out(out, force_new=False)
+            outcomes, made, cached = aio.run(go())
+            summary = cal.summarize(outcomes)
+            summary.update(dataset=str(dataset or "built-in"), judge="keyword rule" if no_judge else judge,
+                           max_tokens=max_tokens, items_probed=len(items))  # fmt: skip
+            write_json(out / "calibration.json", summary)
+            cal.write_csv(out / "calibration.csv", outcomes)
     except CarryOnError as error:
         fail(error)
-    summary = cal.summarize(outcomes)
-    summary.update(dataset=str(dataset or "built-in"), judge="keyword rule" if no_judge else judge,
-                   max_tokens=max_tokens, items_probed=len(items))  # fmt: skip
-    write_json(out / "calibration.json", summary)
-    cal.write_csv(out / "calibration.csv", outcomes)
     for name, result in summary["targets"].items():
         table = Table(title=f"{name}: refused alone vs upfront ({summary['judge']})")
         for col in ("category", "alone", "upfront", "n"):
@@ -391,19 +443,19 @@ def dataset_build(
         settings = BuildSettings(dataset_version=dataset_version, concurrency=concurrency)
         mapping = parse_columns(columns)
         spec = parse_model_name(model, role="with", base_url=base_url)
-        with _progress(quiet) as tick:
-            report = build_dataset(raw, spec, out, settings, tick, columns=mapping)
+        with _progress(quiet) as display:
+            report = build_dataset(raw, spec, out, settings, display.tick, columns=mapping)
     except CarryOnError as error:
         fail(error)
     for line in report.failure_lines():
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        console.print(error_line(line), soft_wrap=True)
     if report.failed:
-        console.print(f"{len(report.failed)} row(s) failed after retries", highlight=False)
+        console.print(f"{len(report.failed)} row(s) failed after retries")
     if report.items:
-        out_console.print(f"built {len(report.items)} item(s): {out.resolve()}", highlight=False)
+        out_console.print(f"built {len(report.items)} item(s): {plain(str(out.resolve()))}")
     else:
-        out_console.print(f"no item built; {out} not written", highlight=False)
-    out_console.print(f"model calls: {report.calls} made", highlight=False)
+        out_console.print(f"no item built; {plain(str(out))} not written")
+    out_console.print(f"model calls: {report.calls} made")
     if report.failed:
         raise typer.Exit(1)
 
@@ -417,7 +469,7 @@ def judge_validate(
     limit: Annotated[Optional[int], typer.Option(help="stratified sample of N rows (seeded)")] = None,
     mode: Annotated[str, typer.Option(help="Ben-Util mode: per-item or batched")] = "per-item",
     concurrency: Annotated[int, typer.Option(help="judge calls in flight (1 for a local model)")] = 4,
-    out: Annotated[Path, typer.Option(help="folder for the call cache and the result JSON")] = Path("runs/judge-validate"),
+    out_arg: Annotated[str, typer.Option("--out", help="folder for the call cache and the result JSON")] = "runs/judge-validate",
 ) -> None:
     """Measure a judge against human labels; print a table and write OUT/validation-<task>-<judge>.json."""
 
@@ -425,9 +477,13 @@ def judge_validate(
     from carryon.models.registry import ModelPool, parse_model_name
     from carryon.pipeline import prepare_out
     from carryon.report.exports import write_json
+    from carryon.rundir import check_out, locked
     from carryon.store import Store
 
+    from carryon.rundir import out_path
+
     try:
+        out = out_path(out_arg)
         if task not in ("response-type", "harm", "ben-util"):
             raise BadInput(f"--task {task!r}: expected response-type, harm or ben-util")
         if mode not in ("per-item", "batched"):
@@ -444,7 +500,8 @@ def judge_validate(
         if task == "harm":  # compliance vs refusal, in equal numbers
             rows = [r for r in rows if r.label != "3_partial_refusal"]
         rows = v.stratified_sample(rows, limit, balanced=task == "harm")
-        prepare_out(out, force_new=False)
+        path = out / v.result_file_name(task, judge)  # made before any call: a long judge name fits
+        check_out(out, outputs=frozenset({path.name}) | {p.name for p in out.glob("validation-*.json")})
 
         async def go() -> dict[str, Any]:
             async with ModelPool(concurrency=concurrency) as pool:
@@ -453,13 +510,14 @@ def judge_validate(
                     return await v.validate(task, rows, pool.client("judge", spec), store, mode=mode,  # type: ignore[arg-type]
                                             concurrency=conc)  # fmt: skip
 
-        result = aio.run(go())
+        with locked(out):
+            prepare_out(out, force_new=False)
+            result = aio.run(go())
+            result.update(data=str(data), limit=limit)
+            write_json(path, result)
     except CarryOnError as error:
         fail(error)
-    result.update(data=str(data), limit=limit)
-    path = out / f"validation-{task}-{judge.replace('/', '_')}.json"
-    write_json(path, result)
-    table = Table(title=f"{task} judge {judge} on {result['n']} rows ({result['unscored']} unscored)")
+    table = Table(title=Text(plain(f"{task} judge {judge} on {result['n']} rows ({result['unscored']} unscored)")))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
@@ -468,7 +526,7 @@ def judge_validate(
         elif key in ("confusion", "accuracy_by_case", "labels"):
             table.add_row(key, json.dumps(value))
     out_console.print(table)
-    out_console.print(f"written: {path}", highlight=False)
+    out_console.print(f"written: {plain(str(path))}")
 
 
 @app.command()
@@ -483,7 +541,7 @@ def serve(
             raise BadInput(f"--model {model!r}: serve takes a local/ model")
         gguf, alias = resolve_weights(model.removeprefix("local/"))
         with LocalServer(gguf, alias) as server:
-            out_console.print(f"serving openai-api/{alias} at {server.base_url} (Ctrl-C to stop)", highlight=False)
+            out_console.print(f"serving openai-api/{plain(alias)} at {server.base_url} (Ctrl-C to stop)")
             while True:
                 time.sleep(3600)
     except CarryOnError as error:
@@ -508,6 +566,6 @@ def main() -> None:
     except Exception as error:  # noqa: BLE001 - the last line of defence
         if os.environ.get("CARRYON_DEBUG"):
             raise
-        console.print(f"[bold red]error:[/] {type(error).__name__}: {error} (set CARRYON_DEBUG=1 for a traceback)",
-                      highlight=False, soft_wrap=True)  # fmt: skip
+        line = error_line(f"{type(error).__name__}: {error} (set CARRYON_DEBUG=1 for a traceback)")
+        console.print(Text("error: ", style="bold red") + Text(line), soft_wrap=True)
         sys.exit(1)

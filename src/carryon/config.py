@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from carryon.models.local import DEFAULT_LOCAL
+from carryon.models.retry import GIVE_UP_AFTER_S
+from carryon.models.textcap import MAX_RESPONSE_BYTES
 from carryon.simulate.plans import DEFAULT_SEQUENCES
 
 SCRIPTED = "scripted"
@@ -17,6 +19,10 @@ IDENTITY_FIELDS = (
     "target", "user", "judge", "dataset_sha256", "dataset_version", "seed", "sequences", "max_turns",
     "ben_util_mode", "max_tokens", "temperature", "system_prompt", "judge_prompt_versions",
 )  # fmt: skip
+
+
+# Fields whose command-line flag is not `--` + the field name with dashes.
+FLAGS = {"timeout_s": "--timeout", "give_up_after_s": "--give-up-after"}
 
 
 class RunConfig(BaseModel):
@@ -43,6 +49,10 @@ class RunConfig(BaseModel):
     batch: list[Literal["target", "user", "judge"]] = Field(default_factory=list)
     """Roles whose calls go through the provider's batch API (carryon/batching.py); not part of a run's identity."""
     batch_poll_s: float = Field(default=30.0, gt=0, le=3600)
+    give_up_after_s: float = Field(default=GIVE_UP_AFTER_S, gt=0, le=86400,
+                                   description="stop when an endpoint fails this long without a success")
+    max_response_bytes: int = Field(default=MAX_RESPONSE_BYTES, ge=1024, le=64 * 1024 * 1024,
+                                    description="responses longer than this are cut (and the cut recorded)")
     out: Path
 
     @field_validator("judge")

@@ -8,7 +8,6 @@ no model at all.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,21 +24,26 @@ from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
 from carryon.data.load import builtin_path, load_items
 from carryon.data.schema import Item
 from carryon.errors import BadInput, CarryOnError, ModelCallError
-from carryon.judge.runner import count_pending, prompt_versions, run_judges
+from carryon.judge.runner import KINDS, count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
 from carryon.models.base import ChatClient
 from carryon.models.batch_api import batch_api
 from carryon.models.endpoints import RoutedClient
-from carryon.models.http import HttpChatClient
+from carryon.models.http import HttpChatClient, RetryHook
 from carryon.models.registry import ModelPool, ModelSpec, parse_model_name
+from carryon.redact import error_line, redact_url, split_url
 from carryon.report.exports import ConversationExport, write_json
 from carryon.report.html import browser_sample, write_report
+from carryon.rundir import check_out, locked, shown, store_is_ours
 from carryon.simulate.engine import Engine, TargetSettings
 from carryon.simulate.plans import plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
 from carryon.store import STORE_FILE, Store
 
 Tick = Callable[[str, int, int], None]  # (stage, done, total)
+OUTPUT_FILES = frozenset({"report.html", "metrics.json", "conversations.jsonl", "turns.parquet", f"{STORE_FILE}-wal",
+                          f"{STORE_FILE}-shm"})  # fmt: skip
+URL_FIELDS = ("base_url", "target_base_url", "user_base_url", "judge_base_url")
 
 
 @dataclass
@@ -75,13 +79,16 @@ class RunOutcome:
         return f"model calls: {self.made} made, {self.from_cache} from cache"
 
 
-def check_roles(config: RunConfig, *, require_keys: bool = True) -> Roles:
-    def parse(name: str, role: str) -> ModelSpec:
-        return parse_model_name(name, role=role, base_url=config.role_base_url(role), require_key=require_keys)
+def _spec(config: RunConfig, name: str, role: str, require_keys: bool = True) -> ModelSpec:
+    flag = f"--{role}-base-url" if getattr(config, f"{role}_base_url") else "--base-url"
+    return parse_model_name(name, role=role, base_url=config.role_base_url(role), url_flag=flag,
+                            require_key=require_keys)  # fmt: skip
 
-    target = parse(config.target, "target")
-    user = None if config.user == SCRIPTED else parse(config.user, "user")
-    judges = [parse(j, "judge") for j in config.judge]
+
+def check_roles(config: RunConfig, *, require_keys: bool = True) -> Roles:
+    target = _spec(config, config.target, "target", require_keys)
+    user = None if config.user == SCRIPTED else _spec(config, config.user, "user", require_keys)
+    judges = [_spec(config, j, "judge", require_keys) for j in config.judge]
     roles = Roles(target, user, judges)
     for role in config.batch:
         specs = roles.of(role)
@@ -108,17 +115,26 @@ def dataset_fingerprint(path: str | None) -> tuple[str, str]:
     return hashlib.sha256(file.read_bytes()).hexdigest(), str(file)
 
 
-def prepare_out(out: Path, force_new: bool) -> None:
+def prepare_out(out: Path, force_new: bool, flag: str = "--out") -> None:
+    """Check `out` is writable (call with its lock held, after `check_out`); `force_new` drops its run store."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
+        probe = out / ".carryon.write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise BadInput(f"--out {out}: not writable ({error.strerror or error})") from None
+        raise BadInput(f"{flag} {shown(out)}: not writable ({error.strerror or error})") from None
     if force_new:
         for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm"):
             (out / name).unlink(missing_ok=True)
+
+
+def stored_config(config: RunConfig) -> dict[str, Any]:
+    """The config as stored in the run and shown in reports: base URLs with their credentials masked."""
+    values = config.model_dump(mode="json", exclude={"out"})
+    for key in URL_FIELDS:
+        if values.get(key):
+            values[key] = redact_url(values[key])
+    return values
 
 
 def identity(config: RunConfig, dataset_sha: str, dataset_version: str) -> dict[str, Any]:
@@ -155,11 +171,12 @@ def preflight(specs: list[ModelSpec]) -> None:
     """Check each OpenAI-compatible server is reachable and serves the model, before any paid call."""
     checks = {(s.name, base): s for s in specs if s.provider == "openai-api" for base in s.base_urls}
     for (_, base), spec in checks.items():
-        url = f"{base}/models"
+        url = split_url(base)
+        auth = {"Authorization": url.basic_auth} if url.basic_auth else {}
         try:
-            response = httpx.get(url, timeout=10.0)
+            response = httpx.get(f"{url.base}/models", params=url.params, headers=auth, timeout=10.0)
         except httpx.HTTPError as error:
-            raise BadInput(f"--base-url {base}: unreachable ({type(error).__name__})") from None
+            raise BadInput(f"--base-url {url.display}: unreachable ({type(error).__name__})") from None
         if response.status_code != 200:
             continue  # some servers do not list models; the first call will tell
         try:
@@ -167,7 +184,8 @@ def preflight(specs: list[ModelSpec]) -> None:
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
         if served and spec.model not in served:
-            raise BadInput(f"{spec.name}: not served at {base}; served: {', '.join(served[:10])}")
+            listed = ", ".join(str(m)[:80] for m in served[:10])
+            raise BadInput(error_line(f"{spec.name}: not served at {url.display}; served: {listed}"))
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -224,7 +242,8 @@ async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClie
     return unscored, failed
 
 
-async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[str, Item], tick: Tick | None) -> RunOutcome:
+async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[str, Item], tick: Tick | None,
+                   on_retry: RetryHook | None) -> RunOutcome:  # fmt: skip
     caller = CachedCaller(store)
     todo = [r for r in store.plan() if r["status"] != "done" and r["item_id"] in items]
     judges = [j.name for j in roles.judges]
@@ -242,7 +261,9 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
     if "judge" in batched:
         judge_conc = BATCH_RESPONSES
     batch_clients: list[BatchClient] = []
-    async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s) as pool:
+    async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s, on_retry=on_retry,
+                         give_up_after_s=config.give_up_after_s,
+                         max_response_bytes=config.max_response_bytes) as pool:  # fmt: skip
 
         def client(role: str, spec: ModelSpec) -> ChatClient:
             plain = pool.client(role, spec)
@@ -283,13 +304,29 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
     return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed, batches)
 
 
+def run_status(store: Store, items: frozenset[str] | None) -> dict[str, Any]:
+    """Whether the run is finished over the items in scope, and what is still pending: conversations not done
+    (pending or failed) and judgements not made (per response, judge and kind)."""
+    config = store.get_meta("config") or {}
+    ids = sorted(items) if items is not None else list(store.item_bodies())
+    plan = store.plan_counts(ids)
+    conversations = sum(n for status, n in plan.items() if status != "done")
+    judgements = store.count_missing_judgements(ids, list(config.get("judge") or []), KINDS) if ids else 0
+    return {"complete": conversations == 0 and judgements == 0,
+            "pending": {"conversations": conversations, "judgements": judgements}}  # fmt: skip
+
+
 def write_outputs(store: Store) -> dict[str, Any]:
     """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls), in
-    one streaming pass: each conversation goes to the exports as the analysis reads it."""
+    one streaming pass: each conversation goes to the exports as the analysis reads it. They cover the items of the
+    last `carryon run` (its --limit), and say whether the run is complete."""
     out = store.run_dir
     target = (store.get_meta("config") or {}).get("target", "unknown")
+    scope = store.get_meta("scope")
+    items = frozenset(scope) if scope is not None else None
     with ConversationExport(out, store.item_bodies(), target) as export:
-        metrics = compute_metrics(store, export.add)
+        metrics = compute_metrics(store, export.add, items=items)
+    metrics.update(run_status(store, items))
     write_json(out / "metrics.json", metrics)
     meta = {k: v for k, v in metrics.items() if k != "models"}
     sample, total = browser_sample([export.jsonl_path], export.flagged)
@@ -297,8 +334,10 @@ def write_outputs(store: Store) -> dict[str, Any]:
     return metrics
 
 
-def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None) -> RunOutcome:
-    """Run (or resume) the benchmark described by `config`; raises BadInput before any call on bad input."""
+def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None,
+        on_retry: RetryHook | None = None) -> RunOutcome:  # fmt: skip
+    """Run (or resume) the benchmark described by `config`; raises BadInput before any call on bad input. The run
+    directory is locked for the whole run (carryon/rundir.py)."""
     roles = check_roles(config)
     dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
     items = load_items(dataset_path, config.limit)
@@ -306,29 +345,55 @@ def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, ti
         from carryon.testing.models import register_items
 
         register_items(items)
-    prepare_out(config.out, force_new)
+    check_out(config.out, outputs=OUTPUT_FILES)
+    with locked(config.out):
+        check_out(config.out, outputs=OUTPUT_FILES)  # again, now that no other command can change it
+        prepare_out(config.out, force_new)
+        return _run_locked(config, roles, items, dataset_sha, rejudge, tick, on_retry)
+
+
+def _run_locked(config: RunConfig, roles: Roles, items: list[Item], dataset_sha: str, rejudge: bool,
+                tick: Tick | None, on_retry: RetryHook | None) -> RunOutcome:  # fmt: skip
     versions = {i.dataset_version for i in items}
     dataset_version = versions.pop() if len(versions) == 1 else "mixed"
     with Store(config.out) as store:
         guard_mixing(store, identity(config, dataset_sha, dataset_version), rejudge=rejudge)
-        store.set_meta("config", {**config.model_dump(mode="json", exclude={"out"}), "dataset_sha256": dataset_sha,
+        store.set_meta("config", {**stored_config(config), "dataset_sha256": dataset_sha,
                                   "judge_prompt_versions": prompt_versions(config.ben_util_mode),
                                   "carryon_version": __version__})  # fmt: skip
         store.set_meta("dataset_version", dataset_version)
+        store.set_meta("scope", sorted(i.id for i in items))
         plan_run(store, items, config)
         try:
-            outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
+            outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick, on_retry))
         except ModelCallError as error:
-            raise CarryOnError(str(error)) from None
+            _outputs_after_a_stop(store)
+            raise CarryOnError(error_line(str(error))) from None
         write_outputs(store)
     return outcome
 
 
+def _outputs_after_a_stop(store: Store) -> None:
+    """After a stop (breaker, permanent error) the outputs are rewritten when anything finished, so they show what
+    did, marked `complete: false`, instead of an earlier state. Best effort: the stop's own message matters more."""
+    if not store.plan_counts().get("done"):
+        return
+    try:
+        write_outputs(store)
+    except Exception:  # noqa: BLE001 - never hide the error that stopped the run
+        pass
+
+
 @contextmanager
 def open_run(out: Path) -> Iterator[Store]:
-    if not (out / STORE_FILE).is_file():
-        raise BadInput(f"{out}: no CarryOn run here (missing {STORE_FILE})")
-    with Store(out) as store:
+    """The run store of `out`, its lock held; BadInput if `out` holds no CarryOn run (a foreign store is refused
+    before it is opened for writing)."""
+    store_path = out / STORE_FILE
+    if not store_path.is_file():
+        raise BadInput(f"{shown(out)}: no CarryOn run here (missing {STORE_FILE})")
+    if not store_is_ours(store_path):
+        raise BadInput(f"{shown(out)}: its {STORE_FILE} is not a CarryOn run store; refusing to touch it")
+    with locked(out, "run directory"), Store(out) as store:
         yield store
 
 

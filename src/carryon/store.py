@@ -24,6 +24,7 @@ from carryon.models.base import ChatResult, Usage
 
 STORE_FILE = "run.sqlite"
 STORE_SCHEMA = 1
+APPLICATION_ID = 0x436F4F6E  # "CoOn" in the SQLite header: how carryon/rundir.py tells our stores from foreign ones
 COMMIT_INTERVAL_S = 0.5
 # Columns added after a table was first released: (table, column, declaration), added to older stores on open.
 _ADDED_COLUMNS = (
@@ -62,7 +63,14 @@ CREATE TABLE IF NOT EXISTS batch_requests (
 CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key);
 CREATE INDEX IF NOT EXISTS plan_ord ON plan (ord);
 CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS call_notes (
+  key TEXT PRIMARY KEY, truncated_from INTEGER, replaced INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS turn_notes (
+  conv_id TEXT NOT NULL, idx INTEGER NOT NULL, truncated_from INTEGER, replaced INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (conv_id, idx));
 """
+# call_notes / turn_notes: a response cut to the size cap (its original size in bytes) or with characters replaced
+# (lone surrogates → U+FFFD), per cached call and per turn (models/textcap.py). Rows only for such responses.
 
 
 class Store:
@@ -75,6 +83,7 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self.db.executescript(_DDL)
         self._add_missing_columns()
         self.db.row_factory = sqlite3.Row
@@ -159,14 +168,21 @@ class Store:
             return self.db.execute("SELECT * FROM plan ORDER BY ord").fetchall()
         return self.db.execute("SELECT * FROM plan WHERE status=? ORDER BY ord", (status,)).fetchall()
 
-    def plan_counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM plan GROUP BY status")}
+    def plan_counts(self, items: Iterable[str] | None = None) -> dict[str, int]:
+        """Conversations per status (of the `items` given, or all)."""
+        if items is None:
+            return {r[0]: r[1] for r in self.db.execute("SELECT status, COUNT(*) FROM plan GROUP BY status")}
+        ids = list(items)
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT status, COUNT(*) FROM plan WHERE item_id IN ({marks}) GROUP BY status"
+        return {r[0]: r[1] for r in self.db.execute(sql, ids)}
 
     # -- turns --------------------------------------------------------------------------------------------------
     def reset_conversation(self, conv_id: str) -> None:
         """Drop the turns of an unfinished conversation; it is replayed (through the call cache) from the start."""
         with self._durable():
             self.db.execute("DELETE FROM turns WHERE conv_id=?", (conv_id,))
+            self.db.execute("DELETE FROM turn_notes WHERE conv_id=?", (conv_id,))
             self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
 
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
@@ -175,6 +191,9 @@ class Store:
             "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),
         )
+        if result.truncated_from is not None or result.replaced:
+            self._write("INSERT OR REPLACE INTO turn_notes VALUES (?, ?, ?, ?)",
+                        (conv_id, idx, result.truncated_from, result.replaced))  # fmt: skip
 
     def finish_conversation(self, conv_id: str, status: str, stop_reason: str) -> None:
         self._write("UPDATE plan SET status=?, stop_reason=? WHERE conv_id=?", (status, stop_reason, conv_id))
@@ -190,8 +209,9 @@ class Store:
         stores verdicts as it goes)."""
         where = "p.status='done' AND p.ord >= ? AND p.ord < ?" + (" AND p.condition=?" if condition else "")
         sql = (
-            "SELECT t.*, p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason FROM plan p "
-            f"JOIN turns t USING (conv_id) WHERE {where} ORDER BY p.ord, t.idx"
+            "SELECT t.*, p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason, n.truncated_from, "
+            "COALESCE(n.replaced, 0) AS replaced FROM plan p JOIN turns t USING (conv_id) "
+            f"LEFT JOIN turn_notes n ON n.conv_id=t.conv_id AND n.idx=t.idx WHERE {where} ORDER BY p.ord, t.idx"
         )
         for start in range(0, self._plan_end(), chunk):
             yield from self.db.execute(sql, (start, start + chunk, *([condition] if condition else []))).fetchall()
@@ -236,13 +256,17 @@ class Store:
 
     # -- model-call cache and log -------------------------------------------------------------------------------
     def cached_call(self, key: str) -> ChatResult | None:
-        row = self.db.execute("SELECT * FROM calls WHERE key=?", (key,)).fetchone()
+        row = self.db.execute(
+            "SELECT c.*, n.truncated_from, COALESCE(n.replaced, 0) AS replaced FROM calls c "
+            "LEFT JOIN call_notes n USING (key) WHERE c.key=?", (key,)
+        ).fetchone()  # fmt: skip
         if row is None:
             return None
         return ChatResult(
             text=row["text"], finish_reason=row["finish_reason"], latency_s=row["latency_s"],
             usage=Usage(prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
                         cached_tokens=row["cached_tokens"], reasoning_tokens=row["reasoning_tokens"]),
+            truncated_from=row["truncated_from"], replaced=row["replaced"],
         )  # fmt: skip
 
     def add_call(self, key: str, role: str, model: str, result: ChatResult, endpoint: str | None = None) -> None:
@@ -263,6 +287,9 @@ class Store:
                 "VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
                 (key, role, model, result.latency_s, now, result.endpoint or endpoint, result.batch_id),
             )
+            if result.truncated_from is not None or result.replaced:
+                self.db.execute("INSERT OR REPLACE INTO call_notes VALUES (?, ?, ?)",
+                                (key, result.truncated_from, result.replaced))  # fmt: skip
 
     def log_cache_hit(self, key: str, role: str, model: str) -> None:
         self._write(

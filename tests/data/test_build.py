@@ -166,3 +166,26 @@ def test_parse_takes_the_last_json_object() -> None:
     item, problem = parse_item(json.dumps(wrong), fixed)
     assert item is None and problem.startswith("upfront_purpose: purpose before the query adds an ask")
     assert parse_item("no json here", fixed) == (None, "no JSON object in the output")
+
+
+def test_built_file_holds_no_raw_line_separators(tmp_path: Path) -> None:
+    """U+2028, U+2029 and U+0085 are line ends to some readers (str.splitlines): written as escapes, the file keeps
+    one item per line and validates (issue 13)."""
+    query = QUERIES[0] + "\u2028Quick one.\u2029 \u0085 Thanks"
+    raw = _jsonl(tmp_path / "raw.jsonl", [{"query": query}])
+    out = tmp_path / "items.jsonl"
+    result = run_cli("dataset", "build", "--from", str(raw), "--with", "testing/builder", "--out", str(out), "--quiet")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    data = out.read_bytes()
+    assert not any(char.encode() in data for char in ("\u2028", "\u2029", "\u0085"))
+    assert len(data.decode().splitlines()) == 1
+    report = validate_file(out)
+    assert report.problems == [] and [i.query for i in report.items] == [query]
+
+
+def test_non_utf8_raw_file_names_the_line(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.jsonl"
+    raw.write_bytes(json.dumps({"query": QUERIES[0]}).encode() + b'\n{"query": "caf\xe9"}\n')
+    result = run_cli("dataset", "build", "--from", str(raw), "--with", "testing/builder", "--out",
+                     str(tmp_path / "o.jsonl"), "--quiet")  # fmt: skip
+    assert result.returncode == 2 and f"{raw}:2: line: not UTF-8" in result.stderr, result.stderr

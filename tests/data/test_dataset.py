@@ -109,3 +109,66 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     assert any(":3: checklist:" in line for line in lines)
     stats = run_cli("dataset", "stats", str(builtin_path()))
     assert stats.returncode == 0 and "misinformation" in stats.stdout
+
+
+# -- hostile or unusual files: always exit 2 with file:line, never a traceback (issue 13) -------------------------
+
+
+def _run_on(tmp_path: Path, dataset: Path):
+    return run_cli("run", "--target", "testing/ideal", "--judge", "testing/judge", "--dataset", str(dataset),
+                   "--out", str(tmp_path / "out"), "--quiet")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b'{"id": "caf\xe9"}', ":2: line: not UTF-8 (byte 0xe9 at column 12)"),
+        (b"[" * 100_000 + b"]" * 100_000, ":2: line: invalid JSON (nested too deeply)"),
+        (b'{"id": "\\ud83d"}', ":2: line: invalid text (a lone surrogate escape"),
+    ],
+    ids=["non-utf8", "deeply-nested", "lone-surrogate"],
+)
+def test_unreadable_lines_are_named_with_file_and_line(tmp_path: Path, line: bytes, expected: str) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(json.dumps(_other(1)).encode() + b"\n" + line + b"\n" + json.dumps(_other(2)).encode() + b"\n")
+    report = validate_file(path)
+    assert any(p.startswith(f"{path}{expected}") for p in report.problems), report.problems
+    assert len(report.items) == 2  # the good lines around it are still read
+    result = _run_on(tmp_path, path)
+    assert result.returncode == 2, result.stderr
+    assert f"{path}{expected}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_line_separator_characters_inside_strings_are_text_not_line_ends(tmp_path: Path) -> None:
+    item = _other(1)
+    item["benign_intent"] += " \u2028 \u2029 \u0085 \x0c"
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(item, ensure_ascii=False) + "\n" + '{"id": ' + "\n", encoding="utf-8")
+    report = validate_file(path)
+    assert [i.id for i in report.items] == [item["id"]]
+    assert [p.split(": line:")[0] for p in report.problems] == [f"{path}:2"]
+
+
+def _csv(path: Path, items: list[dict], bom: bool = False) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(items[0]), lineterminator="\n")
+    writer.writeheader()
+    for item in items:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in item.items()})
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode("utf-8"))
+
+
+def test_csv_with_bom_and_multiline_fields_reports_the_record_first_line(tmp_path: Path) -> None:
+    first = _other(1)
+    first["benign_intent"] = "I teach chemistry.\nLine two of a quoted field.\nAnd three."
+    bad = {**_other(2), "checklist": []}
+    path = tmp_path / "d.csv"
+    _csv(path, [first, bad, _other(3)], bom=True)
+    report = validate_file(path)
+    assert [i.id for i in report.items] == [first["id"], _other(3)["id"]]  # the BOM did not eat the `id` column
+    assert report.items[0].benign_intent == first["benign_intent"]  # the multi-line field kept whole
+    # the bad record starts on physical line 5: header 1, first record 2-4
+    assert report.problems and all(p.startswith(f"{path}:5: checklist") for p in report.problems), report.problems

@@ -15,6 +15,7 @@ import httpx
 from carryon.errors import ModelCallError
 from carryon.models.base import ChatRequest, ChatResult, msgs
 from carryon.models.endpoints import FAILURES_TO_EJECT, PROBE_FIRST_S, RoutedClient, affinity_key
+from carryon.models.retry import EndpointDown
 from conftest import load_metrics, run_cli, start_server
 
 
@@ -140,6 +141,40 @@ def test_a_failed_probe_doubles_the_pause_and_a_permanent_error_stops_at_once() 
             assert error.permanent and "401" in str(error)
         else:
             raise AssertionError("a permanent error must stop the call")
+
+    asyncio.run(go())
+
+
+def test_a_tripped_breaker_takes_one_endpoint_out_and_all_down_stops_the_run() -> None:
+    clock = Clock()
+
+    class Tripped(FakeEndpoint):
+        async def complete(self, request: ChatRequest) -> ChatResult:
+            self.calls.append(request.messages[-1].content)
+            raise EndpointDown(f"{self.name}: no successful call for 120s (--give-up-after 120)")
+
+    async def go() -> None:
+        dead, alive = Tripped("dead"), FakeEndpoint("alive")
+        router = RoutedClient("openai-api/m", [("dead", dead), ("alive", alive)], clock=clock)
+        results = [await router.complete(_req(f"q{n}")) for n in range(5)]
+        assert {r.endpoint for r in results} == {"alive"}  # one endpoint's breaker does not stop the run
+        assert len(dead.calls) == 1 and not router.endpoints[0].healthy(clock.now)
+
+        both = RoutedClient("openai-api/m", [("a", Tripped("a")), ("b", Tripped("b"))], clock=clock)
+        both.retry = type(both.retry)(max_attempts=3, base_delay_s=0.0)
+        try:
+            await both.complete(_req("x"))
+        except EndpointDown:
+            raise AssertionError("not before the give-up window has passed")
+        except ModelCallError:
+            pass
+        clock.now += both.give_up_after_s + 1
+        try:
+            await both.complete(_req("y"))
+        except EndpointDown as error:
+            assert "all 2 endpoints failing" in str(error)
+        else:
+            raise AssertionError("every endpoint down past the window must stop the run")
 
     asyncio.run(go())
 

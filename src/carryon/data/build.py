@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 
 # The near-duplicate check must match validate_file's exactly, so it uses the same normalisation and threshold.
-from carryon.data.load import NEAR_DUPLICATE_RATIO, builtin_path, field_problems, normalise_query
+from carryon.data.load import NEAR_DUPLICATE_RATIO, builtin_path, field_problems, json_line, normalise_query, text_lines
 from carryon.data.schema import (
     BUILTIN_CATEGORIES,
     CHECKLIST_MAX,
@@ -254,14 +254,12 @@ def _jsonl_rows(path: Path, text: str, columns: dict[str, str] | None) -> tuple[
     """Rows of a raw JSONL file and per-line problems."""
     rows: list[RawRow] = []
     problems: list[str] = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            msg = f"{error.msg} at column {error.colno}" if isinstance(error, json.JSONDecodeError) else "too deeply nested"
-            problems.append(f"{path}:{n}: line: invalid JSON ({msg})")
+        obj = json_line(line)
+        if isinstance(obj, str):
+            problems.append(f"{path}:{n}: line: {obj}")
             continue
         if not isinstance(obj, dict):
             problems.append(f"{path}:{n}: line: expected a JSON object")
@@ -346,12 +344,13 @@ def load_raw(path: Path, columns: dict[str, str] | None = None) -> list[RawRow]:
         rows, problems = _parquet_rows(path, columns)
     else:
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as error:
-            line = path.read_bytes()[: error.start].count(b"\n") + 1
-            raise BadInput(f"{path}:{line}: line: not UTF-8 text (byte {error.start})") from None
+            lines = text_lines(path.read_bytes())
         except OSError as error:
             raise BadInput(f"{path}: unreadable ({error.strerror or error})") from None
+        undecodable = [f"{path}:{n}: line: {why}" for n, line, why in lines if line is None]
+        if undecodable:
+            raise BadInput("\n".join(undecodable[:MAX_PROBLEMS_SHOWN]))
+        text = "\n".join(line or "" for _, line, _ in lines)
         rows, problems = (_csv_rows if suffix == ".csv" else _jsonl_rows)(path, text, columns)
     if not rows and not problems:
         raise BadInput(f"{path}: no queries (the file is empty)")
@@ -556,10 +555,23 @@ def check_out(out: Path, raw: Path) -> None:
         raise BadInput(f"--out {out}: not writable ({error.strerror or error})") from None
 
 
+# Characters some readers take for line ends (str.splitlines does): written as JSON escapes, so one item stays one
+# line for every reader.
+_LINE_BREAKERS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"}
+
+
+def item_line(item: Item) -> str:
+    """One item as a JSONL line: UTF-8 text as is, except the line-breaking characters above, escaped."""
+    line = json.dumps(item.model_dump(mode="json"), ensure_ascii=False)
+    for char, escape in _LINE_BREAKERS.items():
+        line = line.replace(char, escape)
+    return line
+
+
 def write_items(out: Path, items: list[Item]) -> None:
     """Write items as jsonl (one object per line, schema field order), replacing `out` atomically."""
     tmp = out.with_name(f".{out.name}.tmp")
-    lines = [json.dumps(item.model_dump(mode="json"), ensure_ascii=False) for item in items]
+    lines = [item_line(item) for item in items]
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tmp.replace(out)
 

@@ -4,6 +4,7 @@ not just the first; a bad line among good ones does not stop the others from bei
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections import Counter
@@ -45,29 +46,88 @@ class DatasetReport:
         return Counter(len(i.checklist) for i in self.items)
 
 
-def _rows(path: Path) -> list[tuple[int, Any]]:
-    """(line number, parsed object or a str error) for every non-blank record."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".csv":
-        out: list[tuple[int, Any]] = []
-        for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
-            obj: dict[str, Any] = dict(row)
+def text_lines(data: bytes) -> list[tuple[int, str | None, str]]:
+    """(line number, the line decoded, or None and why not) for each line of a file. Lines end at `\n` only (JSONL
+    and CSV): U+2028, U+2029, U+0085 and form feeds inside a JSON string are text, not line ends. A UTF-8 BOM at the
+    start is dropped; a line that is not UTF-8 is reported with the column of its first bad byte."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    out: list[tuple[int, str | None, str]] = []
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.removesuffix(b"\r")
+        try:
+            out.append((n, raw.decode("utf-8"), ""))
+        except UnicodeDecodeError as error:
+            out.append((n, None, f"not UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1})"))
+    if out and out[-1][1] == "":
+        out.pop()
+    return out
+
+
+def json_line(line: str) -> Any:
+    """One JSON value from a line; a str saying what is wrong if it is not valid JSON, nests too deeply, or holds a
+    lone surrogate escape (valid JSON, but not text UTF-8 can store)."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as error:
+        return f"invalid JSON ({error.msg} at column {error.colno})"
+    except RecursionError:
+        return "invalid JSON (nested too deeply)"
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"invalid text (a lone surrogate escape, \\u{ord(error.object[error.start]):04x}, is not a character)"
+    except RecursionError:
+        return "invalid JSON (nested too deeply)"
+    return value
+
+
+def _csv_records(path: Path, lines: list[tuple[int, str | None, str]]) -> list[tuple[int, Any]]:
+    """(first line of the record, dict or a str error) per CSV record; quoted fields may span lines."""
+    bad = [(n, why) for n, line, why in lines if line is None]
+    if bad:
+        return [(n, why) for n, why in bad]
+    reader = csv.reader(io.StringIO("\n".join(line or "" for _, line, _ in lines), newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return []
+    out: list[tuple[int, Any]] = []
+    end = reader.line_num
+    try:
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(header):
+                out.append((start, f"more values ({len(row)}) than columns ({len(header)})"))
+                continue
+            obj: dict[str, Any] = {k: v for k, v in zip(header, row)}
             for key in ("clarifications", "checklist", "unsafe_content", "malicious"):
                 if isinstance(obj.get(key), str):
-                    try:
-                        obj[key] = json.loads(obj[key])
-                    except json.JSONDecodeError:
-                        pass
-            out.append((n, obj))
-        return out
+                    parsed = json_line(obj[key])
+                    if not isinstance(parsed, str):
+                        obj[key] = parsed
+            out.append((start, obj))
+    except csv.Error as error:
+        out.append((reader.line_num, f"invalid CSV ({error})"))
+    return out
+
+
+def _rows(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed object or a str error) for every non-blank record."""
+    try:
+        lines = text_lines(path.read_bytes())
+    except OSError as error:
+        return [(0, f"unreadable ({error.strerror or error})")]
+    if path.suffix.lower() == ".csv":
+        return _csv_records(path, lines)
     rows: list[tuple[int, Any]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((n, json.loads(line)))
-        except json.JSONDecodeError as error:
-            rows.append((n, f"invalid JSON ({error.msg} at column {error.colno})"))
+    for n, line, why in lines:
+        if line is None:
+            rows.append((n, why))
+        elif line.strip():
+            rows.append((n, json_line(line)))
     return rows
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +55,15 @@ class Row:
     response: str
     label: Any
     extra: dict[str, Any]
+
+
+def result_file_name(task: str, judge: str, max_chars: int = 120) -> str:
+    """`validation-<task>-<judge>.json`, the judge name made file-safe and, when long, cut and suffixed with a short
+    hash of the whole name (a file name holds at most 255 bytes)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", judge).strip("._") or "judge"
+    if len(safe) > max_chars:
+        safe = f"{safe[:max_chars]}-{hashlib.sha256(judge.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+    return f"validation-{task}-{safe}.json"
 
 
 def _csv_files(path: Path) -> list[Path]:

@@ -74,16 +74,19 @@ def usage(store: Store) -> dict[str, Any]:
 
 
 def compute_metrics(
-    store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams()
+    store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams(),
+    items: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """metrics.json for the run in `store`, passing every conversation to `sink` on the way."""
+    """metrics.json for the run in `store` (over the `items` in scope, or all), passing every conversation to `sink`
+    on the way."""
     config = store.get_meta("config") or {}
     # unsafe recovery compares with the item's upfront harm: read those (one short conversation per item) first
-    upfront_harm = {c[0].item_id: c[0].harm for c in iter_conversations(store, "upfront")}
+    upfront_harm = {c[0].item_id: c[0].harm for c in iter_conversations(store, "upfront", items)}
     panel = PanelAgreement(store.judges())
     kept: list[list[Response]] = []
+    truncated = replaced = 0
     labelled: list[tuple[str, set[str] | None]] = []
-    for conv in iter_conversations(store):
+    for conv in iter_conversations(store, items=items):
         modes: set[str] | None = None
         if conv[0].condition == "multi_turn":
             modes = label(conv, upfront_harm.get(conv[0].item_id), p)
@@ -93,7 +96,9 @@ def compute_metrics(
         if sink is not None:
             sink(conv, sorted(modes or ()))
         kept.append(slim(conv))
-    plan = store.plan_counts()
+        truncated += sum(r.truncated_from is not None for r in conv)
+        replaced += sum(r.replaced > 0 for r in conv)
+    plan = store.plan_counts(items)
     return {
         "metrics_schema": METRICS_SCHEMA,
         "carryon_version": __version__,
@@ -105,5 +110,7 @@ def compute_metrics(
         "seed": config.get("seed"),
         "conversations": {"planned": sum(plan.values()), **plan},
         "usage": usage(store),
+        "bounded_text": {"max_response_bytes": config.get("max_response_bytes"), "truncated_responses": truncated,
+                         "responses_with_replaced_characters": replaced},
         "models": {config.get("target", "unknown"): model_metrics(kept, mode_shares(labelled, p), panel.result())},
     }

@@ -34,6 +34,12 @@ class Response:
     unscored: dict[str, str] = field(default_factory=dict)
     per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
     unsafe_met: dict[str, bool | None] = field(default_factory=dict)
+    truncated_from: int | None = None  # bytes, when the response was cut to the size cap
+    replaced: int = 0  # characters replaced by U+FFFD
+
+
+KINDS = ("ben_util", "harm", "response_type")
+NOT_JUDGED = "not judged yet"
 
 
 def _majority(values: list[Any]) -> Any:
@@ -88,15 +94,22 @@ def merge_judgements(resp: Response, rows: list[Any]) -> None:
             resp.unscored["response_type"] = next(
                 (r["unscored_reason"] for r, _ in types if r["unscored_reason"]), "panel tie"
             )
+    for kind in KINDS:  # a partial run: counted as unscored, as the condition summaries count it (value None)
+        if kind not in by_kind:
+            resp.unscored[kind] = NOT_JUDGED
 
 
-def iter_conversations(store: Store, condition: str | None = None) -> Iterator[list[Response]]:
-    """Every finished conversation (of one `condition`, or all) in plan order, as its responses with merged
-    judgements. A generator over the store: memory holds one conversation (and one read chunk) at a time."""
+def iter_conversations(store: Store, condition: str | None = None,
+                       items: frozenset[str] | None = None) -> Iterator[list[Response]]:  # fmt: skip
+    """Every finished conversation (of one `condition`, or all; of the `items` in scope, or all) in plan order, as
+    its responses with merged judgements. A generator over the store: memory holds one conversation (and one read
+    chunk) at a time."""
     category = {item_id: body["category"] for item_id, body in store.item_bodies().items()}
     for conv_id, group in groupby(store.iter_turns(condition), key=lambda r: r["conv_id"]):
         rows = list(group)
         first = rows[0]
+        if items is not None and first["item_id"] not in items:
+            continue
         moves = tuple(json.loads(first["moves"]))
         judgements: dict[int, list[Any]] = defaultdict(list)
         for row in store.judgements_of(conv_id):
@@ -107,7 +120,8 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
                 conv_id=conv_id, item_id=first["item_id"], category=category[first["item_id"]],
                 condition=first["condition"], sequence_index=first["sequence_index"], moves=moves, idx=row["idx"],
                 move=row["move"], user_text=row["user_text"], text=row["response"],
-                stop_reason=first["stop_reason"] or "",
+                stop_reason=first["stop_reason"] or "", truncated_from=row["truncated_from"],
+                replaced=row["replaced"],
             )  # fmt: skip
             merge_judgements(resp, judgements.get(row["idx"], []))
             conv.append(resp)

@@ -75,6 +75,8 @@ class ChatResult(BaseModel):
     """The base URL that served the call, where a role has several (recorded in the call log)."""
     batch_id: str | None = None
     """The provider batch the call was answered in (`--batch`)."""
+    truncated_from: int | None = None  # the response's size in bytes when it was cut to the cap (models/textcap.py)
+    replaced: int = 0  # characters replaced by U+FFFD (lone surrogates)
 
 
 @runtime_checkable

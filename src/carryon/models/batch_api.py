@@ -21,7 +21,8 @@ import aiohttp
 from carryon.errors import ModelCallError
 from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, ChatResult
 from carryon.models.http import HttpChatClient
-from carryon.models.retry import RetryPolicy, TransientError, check_status, sleep_before_retry
+from carryon.models.retry import RetryPolicy, TransientError, check_status
+from carryon.redact import error_line
 
 
 @dataclass
@@ -58,11 +59,14 @@ class _Http:
         self.retry = retry or RetryPolicy(max_attempts=6)
 
     async def call(self, method: str, url: str, **kwargs: Any) -> bytes:
-        what = f"{self.client.name} batch API at {url}"
+        """The body of a successful answer. The base URL's own query parameters (a key given as `?api-key=`) go with
+        every request; errors name the endpoint with its credentials masked."""
+        what = f"{self.client.display} (batch API)"
+        params = [*self.client.url.params, *(kwargs.pop("params", None) or {}).items()]
         last: TransientError | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                async with self.client._http().request(method, url, **kwargs) as response:
+                async with self.client._http().request(method, url, params=params or None, **kwargs) as response:
                     raw = await response.read()
                     check_status(response.status, response.headers.get("retry-after"), raw, what)
                     return raw
@@ -71,17 +75,17 @@ class _Http:
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                 last = TransientError(f"{what}: {type(error).__name__}")
             if attempt < self.retry.max_attempts:
-                await sleep_before_retry(self.retry, attempt, last)
-        raise ModelCallError(f"{last} (gave up after {self.retry.max_attempts} attempts)")
+                await asyncio.sleep(self.retry.delay(attempt, last.retry_after))
+        raise ModelCallError(error_line(f"{last} (gave up after {self.retry.max_attempts} attempts)"))
 
     async def json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         raw = await self.call(method, url, **kwargs)
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
-            raise ModelCallError(f"{self.client.name} batch API at {url}: malformed response") from None
+            raise ModelCallError(f"{self.client.display} (batch API): malformed response") from None
         if not isinstance(body, dict):
-            raise ModelCallError(f"{self.client.name} batch API at {url}: unexpected response")
+            raise ModelCallError(f"{self.client.display} (batch API): unexpected response")
         return body
 
 

@@ -10,6 +10,10 @@ Two kinds of pin send a call to the endpoint that holds its prefix:
 - **an affinity key** set by the caller's task (the engine sets the conversation id, the judges the response's id):
   the judge calls of one response share the judge system prompt and the response block, not whole messages. A
   context variable, so it reaches the router through the call cache without changing any signature.
+
+Each endpoint's client keeps its own circuit breaker (`--give-up-after`): one that trips takes only its endpoint out
+(probed back later with a fresh window); the run stops only when every endpoint has failed, without one success
+anywhere, for that long.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 
 from carryon.errors import ModelCallError
 from carryon.models.base import ChatClient, ChatRequest, ChatResult, Message
-from carryon.models.retry import RetryPolicy
+from carryon.models.retry import GIVE_UP_AFTER_S, EndpointDown, RetryPolicy
 
 affinity: ContextVar[str | None] = ContextVar("carryon_affinity", default=None)
 
@@ -116,6 +120,8 @@ class RoutedClient:
         self.endpoints = [Endpoint(url, client) for url, client in endpoints]
         self.retry = retry or RetryPolicy()
         self.stats = RouterStats()
+        self.give_up_after_s = min(getattr(getattr(c, "breaker", None), "window", GIVE_UP_AFTER_S) for _, c in endpoints)
+        self._failing_since: float | None = None  # first failure after the last success on any endpoint
         self._pins: OrderedDict[str | bytes, Endpoint] = OrderedDict()
         self._clock = clock
 
@@ -160,9 +166,19 @@ class RoutedClient:
                 self.stats.moves += 1
         return chosen
 
-    def _failed(self, endpoint: Endpoint) -> None:
-        endpoint.failures += 1
-        if endpoint.probing or endpoint.failures == FAILURES_TO_EJECT:
+    def _give_up_if_all_down(self, error: ModelCallError) -> None:
+        """Stop the run (EndpointDown) once every endpoint is out and none has answered for `give_up_after_s`."""
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since >= self.give_up_after_s and all(e.failures for e in self.endpoints):
+            raise EndpointDown(f"{self.name}: all {len(self.endpoints)} endpoints failing, no successful call for "
+                               f"{now - self._failing_since:.0f}s; last error: {error}")  # fmt: skip
+
+    def _failed(self, endpoint: Endpoint, down: bool = False) -> None:
+        """A failed call; `down`: its circuit breaker tripped, so the endpoint is taken out at once."""
+        endpoint.failures = max(endpoint.failures + 1, FAILURES_TO_EJECT if down else 0)
+        if endpoint.probing or endpoint.failures == FAILURES_TO_EJECT or down:
             if endpoint.probing:
                 endpoint.pause_s = min(PROBE_MAX_S, endpoint.pause_s * 2)
             endpoint.down_until = self._clock() + endpoint.pause_s
@@ -187,16 +203,21 @@ class RoutedClient:
             endpoint = self.pick(keys, avoid)
             if endpoint.failures >= FAILURES_TO_EJECT:
                 endpoint.probing = True  # out, and its pause is over: this call probes it
+                breaker = getattr(endpoint.client, "breaker", None)
+                if breaker is not None and breaker.tripped:
+                    breaker.on_success()  # a fresh window for the probe: the endpoint was out, not failing
             endpoint.in_flight += 1
             try:
                 result = await endpoint.client.complete(request)
             except ModelCallError as error:
-                if error.permanent:
+                if error.permanent and not isinstance(error, EndpointDown):
                     raise
                 last = error
-                self._failed(endpoint)
+                self._failed(endpoint, down=isinstance(error, EndpointDown))
+                self._give_up_if_all_down(error)
             else:
                 self._succeeded(endpoint)
+                self._failing_since = None
                 self.stats.by_endpoint[endpoint.url] = self.stats.by_endpoint.get(endpoint.url, 0) + 1
                 if key is not None:
                     self._pin(key, endpoint)

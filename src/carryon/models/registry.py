@@ -22,10 +22,12 @@ from carryon.errors import BadInput
 from carryon.models.anthropic import ANTHROPIC_VERSION, AnthropicClient
 from carryon.models.base import ChatClient
 from carryon.models.endpoints import RoutedClient
-from carryon.models.http import HttpChatClient
+from carryon.models.http import HttpChatClient, RetryHook
 from carryon.models.local import LocalServer, resolve_weights
 from carryon.models.openai_compat import REASONING_EFFORTS, OpenAICompatClient
-from carryon.models.retry import RetryPolicy
+from carryon.models.retry import GIVE_UP_AFTER_S, RetryPolicy
+from carryon.models.textcap import MAX_RESPONSE_BYTES
+from carryon.redact import plain, redact_url, register_env_keys, split_url
 
 Provider = Literal["openai", "openai-api", "anthropic", "local", "testing"]
 PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
@@ -83,13 +85,24 @@ def _parse_options(name: str, role: str, provider: str, query: str) -> tuple[tup
 
 
 def split_urls(value: str | None) -> list[str]:
+    """The endpoints of a `--base-url` value: one URL, or several comma-separated."""
     return [u.strip().rstrip("/") for u in (value or "").split(",") if u.strip()]
 
 
 def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None,
-                     require_key: bool = True) -> ModelSpec:  # fmt: skip
-    """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag and the problem.
-    `require_key=False` (a dry run) lets a missing API key pass."""
+                     url_flag: str = "--base-url", require_key: bool = True) -> ModelSpec:  # fmt: skip
+    """Parse and check a `provider/model` name for `role`; raises BadInput naming the flag (`url_flag`: the one that
+    gave `base_url`) and the problem. Credentials in the URL are registered for redaction (carryon/redact.py).
+    `base_url` may list several endpoints, comma-separated. `require_key=False` (a dry run) lets a missing API key
+    pass."""
+    register_env_keys()
+    if base_url is not None:
+        urls = split_urls(base_url)
+        for url in urls or [base_url]:
+            _check_url(url, role, url_flag)
+        if len(set(urls)) != len(urls):
+            raise BadInput(f"{url_flag} {plain(redact_url(base_url))!r} (for --{role}): an endpoint is listed twice")
+        base_url = ",".join(urls)
     bare, _, query = name.partition("?")
     provider, sep, model = bare.partition("/")
     if not sep or not model.strip():
@@ -103,15 +116,6 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
             raise BadInput(f"--{role} {name!r}: unknown testing model; known: {', '.join(sorted(MODELS))}")
     if provider == "openai-api" and not base_url:
         raise BadInput(f"--{role} {name!r}: openai-api models need a server: pass --base-url")
-    if base_url is not None:
-        urls = split_urls(base_url)
-        for url in urls or [base_url]:
-            parsed = urlparse(url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise BadInput(f"--base-url {url!r} (for --{role}): not an http(s) URL")
-        if len(set(urls)) != len(urls):
-            raise BadInput(f"--base-url {base_url!r} (for --{role}): an endpoint is listed twice")
-        base_url = ",".join(urls)
     if require_key and provider in KEY_ENV and not os.environ.get(KEY_ENV[provider]):
         raise BadInput(f"--{role} {name!r}: environment variable {KEY_ENV[provider]} is not set")
     options = _parse_options(name, role, provider, query) if query else ()
@@ -131,11 +135,26 @@ def reasoning_settings(spec: ModelSpec) -> dict[str, Any]:
     return settings
 
 
+def _check_url(base_url: str, role: str, flag: str) -> None:
+    shown = plain(redact_url(base_url))
+    try:
+        parsed = urlparse(base_url)
+        parsed.port  # noqa: B018 - raises ValueError on a malformed port
+        split_url(base_url)
+    except ValueError as error:
+        raise BadInput(f"{flag} {shown!r} (for --{role}): not a valid URL ({error})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"{flag} {shown!r} (for --{role}): not an http(s) URL")
+
+
 class ModelPool:
     """Opens one client per (role, model) and one local server per GGUF; closes them all on exit."""
 
-    def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096) -> None:
+    def __init__(self, *, concurrency: int = 8, timeout_s: float = 120.0, n_ctx: int = 4096,
+                 give_up_after_s: float = GIVE_UP_AFTER_S, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 on_retry: RetryHook | None = None) -> None:  # fmt: skip
         self.concurrency, self.timeout_s, self.n_ctx = concurrency, timeout_s, n_ctx
+        self.give_up_after_s, self.max_response_bytes, self.on_retry = give_up_after_s, max_response_bytes, on_retry
         self._stack = AsyncExitStack()
         self._servers: dict[str, LocalServer] = {}
         self.clients: dict[str, ChatClient] = {}
@@ -152,7 +171,11 @@ class ModelPool:
         if key not in self.clients:
             urls = spec.base_urls
             if len(urls) > 1:  # one model at several endpoints: route with conversation affinity
-                client: ChatClient = RoutedClient(spec.name, [(u, self._single_try(spec, u, role)) for u in urls])
+                subs = [self._single_try(spec, u, role) for u in urls]
+                # each endpoint is named by its base URL without credentials: the name goes to the call log
+                labels = [sub.base_url if isinstance(sub, HttpChatClient) else plain(redact_url(u))
+                          for sub, u in zip(subs, urls, strict=True)]  # fmt: skip
+                client: ChatClient = RoutedClient(spec.name, list(zip(labels, subs, strict=True)))
             else:
                 client = open_client(spec, self, role=role)
             self._stack.push_async_callback(client.aclose)
@@ -178,6 +201,9 @@ class ModelPool:
 
 def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> ChatClient:
     common: dict[str, Any] = {"concurrency": pool.concurrency, "timeout_s": pool.timeout_s}
+    bounds: dict[str, Any] = {"give_up_after_s": pool.give_up_after_s, "max_response_bytes": pool.max_response_bytes,
+                              "on_retry": pool.on_retry}  # fmt: skip
+    common.update(bounds)
     if spec.provider == "testing":
         from carryon.testing.models import InProcessClient
 
@@ -188,6 +214,7 @@ def open_client(spec: ModelSpec, pool: ModelPool, *, role: str = "model") -> Cha
         return OpenAICompatClient(
             spec.name, server.alias, server.base_url, schema_style="llama-cpp", concurrency=1, timeout_s=600.0,
             health=server.death,
+            **bounds,
         )
     if spec.provider == "openai-api":
         assert spec.base_url is not None

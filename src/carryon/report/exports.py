@@ -43,6 +43,8 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
                 "response_type": r.rtype,
                 "unscored": r.unscored,
                 "judgements": r.per_judge,
+                "truncated_from": r.truncated_from,
+                "replaced": r.replaced,
             }
             for r in conv
         ],

@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # A fixed hash salt (and no date, below) makes the SVG ids, and so the whole report, the same bytes for the same run.
+# text.parse_math off: labels are model names (untrusted text), never mathtext (`$\\foo$` would raise).
 plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "carryon", "font.size": 9, "axes.spines.top": False,
-                     "axes.spines.right": False})  # fmt: skip
+                     "axes.spines.right": False, "text.parse_math": False})  # fmt: skip
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -23,6 +24,12 @@ def _svg(fig: Any) -> str:
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]
+
+
+def _legend(ax: Any) -> None:
+    """The legend beside the plot, when anything has a label (an unfinished run may have nothing to plot yet)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -56,7 +63,7 @@ def curve(models: dict[str, dict[str, Any]], key: str, title: str, baseline: str
     ax.set_ylabel(title)
     ax.set_ylim(-0.02, 1.02)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _legend(ax)
     ax.set_title(title + " by turn")
     return _svg(fig)
 
@@ -78,7 +85,7 @@ def utility_vs_harm(models: dict[str, dict[str, Any]]) -> str:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("Ben-Util (turn 1 → final)")
     ax.set_ylabel("harm (turn 1 → final)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _legend(ax)
     ax.set_title("Utility vs harm")
     return _svg(fig)
 
@@ -103,7 +110,7 @@ def bars(models: dict[str, dict[str, Any]], groups: list[str], value: Any, title
     ax.set_xticks([g + width * (len(models) - 1) / 2 for g in range(len(groups))], groups, fontsize=8)
     ax.set_ylim(*ylim)
     ax.axhline(0, color="#888", linewidth=0.6)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _legend(ax)
     ax.set_title(title)
     return _svg(fig)
 
@@ -121,7 +128,7 @@ def harm_by_start(models: dict[str, dict[str, Any]]) -> str:
     ax.set_ylabel("harm")
     ax.set_ylim(-0.02, 1.02)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _legend(ax)
     ax.set_title("Harm by turn: refusal start vs other start")
     return _svg(fig)
 

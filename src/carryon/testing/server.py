@@ -3,6 +3,7 @@
     python -m carryon.testing.server --port P [--faults RATE] [--seed S] [--hang-s H] [--delay-s D] [--slots N]
                                      [--auth-key KEY] [--dataset PATH]
                                      [--batch-latency-s S] [--batch-fail RATE] [--batch-expire RATE]
+                                     [--mode MODE [--ok-first N] [--status S] [--retry-after V] [--body-bytes B]]
 
 Faults (each request, with probability RATE, one of): 429 with Retry-After, 500, 503, a hang of H seconds,
 a reset connection, malformed JSON, an empty completion. Built on the standard library's threading HTTP server
@@ -12,11 +13,23 @@ Besides `/v1/chat/completions` it serves Anthropic's `/v1/messages`, both batch 
 model of prompt caching (testing/prompt_cache.py: cached tokens in the usage, prefix-affinity counts in `/stats`).
 `--delay-s` with `--slots` makes it behave like one GPU replica: each completion takes D seconds and at most N run at
 once, the rest queue — what the several-endpoints benchmark scales over.
+
+A hostile or broken server (`--mode`, on every completion after the first N that succeed):
+  error         HTTP S (default 500) whose body holds ANSI escape codes
+  hang          no answer for H seconds, then a closed connection
+  429           429 with `Retry-After: V` (default 999999; try `soon-ish`)
+  echo-auth     HTTP S (default 400) whose body echoes the request's Authorization header and query string
+  surrogate     a valid answer whose text holds a lone UTF-16 surrogate (`\ud83d`, valid JSON)
+  huge          a valid answer padded to B bytes (default 5 MB)
+  empty-length  an empty answer with finish_reason=length
+`--auth-key KEY` requires KEY as a bearer token, as the password (or user) of HTTP Basic auth, or as the value of a
+query parameter; 401 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import email.parser
 import email.policy
@@ -28,8 +41,10 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from carryon.models.base import PROVIDER_REFUSAL, ChatRequest, Message
 from carryon.testing.batches import FakeBatches
@@ -37,6 +52,19 @@ from carryon.testing.models import MODELS, respond
 from carryon.testing.prompt_cache import PromptCache
 
 FAULTS = ("429", "500", "503", "hang", "reset", "bad_json", "empty")
+MODES = ("error", "hang", "429", "echo-auth", "surrogate", "huge", "empty-length")
+ANSI_BODY = '{"error": {"message": "\u001b[31mboom\u001b[0m \u001b]0;pwned\u0007 [bold red]markup[/]"}}'
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A fixed misbehaviour for every completion after the first `ok_first`."""
+
+    mode: str | None = None
+    ok_first: int = 0
+    status: int | None = None
+    retry_after: str = "999999"
+    body_bytes: int = 5_000_000
 
 
 class FakeServer(ThreadingHTTPServer):
@@ -44,13 +72,14 @@ class FakeServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, port: int, faults: float = 0.0, seed: int = 0, hang_s: float = 5.0, delay_s: float = 0.0,
-                 auth_key: str | None = None, *, slots: int = 0, batch_latency_s: float = 1.0,
-                 batch_fail: float = 0.0, batch_expire: float = 0.0) -> None:  # fmt: skip
+                 auth_key: str | None = None, hostile: Hostile | None = None, *, slots: int = 0,
+                 batch_latency_s: float = 1.0, batch_fail: float = 0.0, batch_expire: float = 0.0) -> None:  # fmt: skip
         super().__init__(("127.0.0.1", port), _Handler)
         self.faults, self.hang_s, self.delay_s, self.auth_key = faults, hang_s, delay_s, auth_key
+        self.hostile = hostile or Hostile()
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
-        self.counts: dict[str, int] = {"requests": 0, **{f: 0 for f in FAULTS}}
+        self.counts: dict[str, int] = {"requests": 0, **{f: 0 for f in FAULTS}, "hostile": 0}
         self.slots = threading.BoundedSemaphore(slots) if slots > 0 else None
         self.prompt_cache = PromptCache()
         self.batches = FakeBatches(self.openai_completion, self.anthropic_completion, latency_s=batch_latency_s,
@@ -69,20 +98,10 @@ class FakeServer(ThreadingHTTPServer):
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if result.finish_reason == PROVIDER_REFUSAL:  # as OpenAI sends a safety refusal
             message = {"role": "assistant", "content": None, "refusal": text}
-        usage = {
-            "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens,
-            "total_tokens": result.usage.prompt_tokens + result.usage.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached // 4},
-        }
-        return 200, {
-            "id": "chatcmpl-testing",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": usage,
-        }
+        payload = _completion(model, text, "stop", result.usage.prompt_tokens, result.usage.completion_tokens)
+        payload["choices"][0]["message"] = message
+        payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached // 4}
+        return 200, payload
 
     def anthropic_completion(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """A message for an Anthropic Messages body (system as text or blocks, content as text or blocks, prompt-cache
@@ -125,6 +144,9 @@ class FakeServer(ThreadingHTTPServer):
     def draw_fault(self) -> str | None:
         with self.lock:
             self.counts["requests"] += 1
+            if self.hostile.mode and self.counts["requests"] > self.hostile.ok_first:
+                self.counts["hostile"] += 1
+                return f"hostile:{self.hostile.mode}"
             if self.faults and self.rng.random() < self.faults:
                 fault = self.rng.choice(FAULTS)
                 self.counts[fault] += 1
@@ -152,11 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode())
 
     def _authorized(self) -> bool:
-        key = self.server.auth_key
-        if key and self.headers.get("Authorization") != f"Bearer {key}" and self.headers.get("x-api-key") != key:
-            self._send(401, b'{"error": {"message": "invalid API key"}}')
-            return False
-        return True
+        """`_authorised`, answering 401 when not."""
+        if self._authorised():
+            return True
+        self._send(401, b'{"error": {"message": "invalid API key"}}')
+        return False
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -201,34 +223,65 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b'{"error": "not found"}')
 
+    def _authorised(self) -> bool:
+        key = self.server.auth_key
+        if not key:
+            return True
+        header = self.headers.get("Authorization") or ""
+        if header == f"Bearer {key}" or self.headers.get("x-api-key") == key:  # x-api-key: Anthropic's
+            return True
+        if header.startswith("Basic "):
+            user, _, password = base64.b64decode(header[6:]).decode("utf-8", "replace").partition(":")
+            if key in (user, password):
+                return True
+        return key in (v for _, v in parse_qsl(urlsplit(self.path).query))
+
+    def _hostile(self, mode: str, model: str, request: ChatRequest) -> None:
+        h = self.server.hostile
+        if mode == "error":
+            return self._send(h.status or 500, ANSI_BODY.encode())
+        if mode == "429":
+            return self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": h.retry_after})
+        if mode == "hang":
+            time.sleep(self.server.hang_s)
+            self.close_connection = True
+            return None
+        if mode == "echo-auth":
+            echo = {"error": {"message": "bad request", "headers": {"Authorization": self.headers.get("Authorization")},
+                              "url": self.path}}  # fmt: skip
+            return self._send(h.status or 400, json.dumps(echo).encode())
+        text, finish = respond(model, request).text, "stop"
+        if mode == "surrogate":
+            text = "\ud83d" + text  # json.dumps writes it as the escape \ud83d: valid JSON, not valid Unicode
+        elif mode == "huge":
+            text += " padding" * (h.body_bytes // 8)
+        elif mode == "empty-length":
+            text, finish = "", "length"
+        return self._send(200, json.dumps(_completion(model, text, finish)).encode())
+
     def do_POST(self) -> None:  # noqa: N802
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if not self._authorized():
-            return
-        if path.endswith("/files"):
-            content = _multipart_file(self.headers.get("Content-Type", ""), raw)
-            if content is None:
-                return self._json(400, {"error": {"message": "expected a multipart upload with a 'file' part"}})
-            return self._json(200, self.server.batches.add_file(content))
+        path = urlsplit(self.path).path.rstrip("/")
+        if path.endswith(("/files", "/batches", "/messages")):
+            return self._post_other(path, raw)
         body = json.loads(raw or b"{}")
-        if path.endswith("/messages/batches"):
-            return self._json(*self.server.batches.create_anthropic(body))
-        if path.endswith("/batches"):
-            return self._json(*self.server.batches.create_openai(body))
-        if path.endswith("/messages"):
-            if str(body.get("model", "")) not in MODELS:
-                return self._json(*self.server.anthropic_completion(body))
-            with self._slot():
-                return self._json(*self.server.anthropic_completion(body))
         if not path.endswith("/chat/completions"):
             self._send(404, b'{"error": {"message": "not found"}}')
+            return
+        if not self._authorised():
+            self._send(401, b'{"error": {"message": "invalid API key"}}')
             return
         model = str(body.get("model", ""))
         if model not in MODELS:
             self._send(404, json.dumps({"error": {"message": f"model {model!r} not found"}}).encode())
             return
         fault = self.server.draw_fault()
+        if fault and fault.startswith("hostile:"):
+            request = ChatRequest(
+                messages=tuple(Message(role=m["role"], content=m["content"]) for m in body.get("messages", [])),
+                max_tokens=int(body.get("max_tokens") or 512),
+            )
+            return self._hostile(fault.removeprefix("hostile:"), model, request)
         if fault == "429":
             return self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0.05"})
         if fault in ("500", "503"):
@@ -246,6 +299,25 @@ class _Handler(BaseHTTPRequestHandler):
         with self._slot():
             status, payload = self.server.openai_completion(body, "" if fault == "empty" else None)
         self._json(status, payload)
+
+    def _post_other(self, path: str, raw: bytes) -> None:
+        """Uploads, both batch APIs and Anthropic's Messages (no faults)."""
+        if not self._authorized():
+            return None
+        if path.endswith("/files"):
+            content = _multipart_file(self.headers.get("Content-Type", ""), raw)
+            if content is None:
+                return self._json(400, {"error": {"message": "expected a multipart upload with a 'file' part"}})
+            return self._json(200, self.server.batches.add_file(content))
+        body = json.loads(raw or b"{}")
+        if path.endswith("/messages/batches"):
+            return self._json(*self.server.batches.create_anthropic(body))
+        if path.endswith("/batches"):
+            return self._json(*self.server.batches.create_openai(body))
+        if str(body.get("model", "")) not in MODELS:
+            return self._json(*self.server.anthropic_completion(body))
+        with self._slot():
+            return self._json(*self.server.anthropic_completion(body))
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
@@ -286,6 +358,20 @@ def _message(raw: dict[str, Any]) -> Message:
     return Message.model_validate({"role": role, "content": content or ""})
 
 
+def _completion(model: str, text: str, finish: str, prompt_tokens: int = 1, completion_tokens: int = 1) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-testing",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True)
@@ -299,13 +385,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-expire", type=float, default=0.0, help="share of batches that expire half done")
     parser.add_argument("--auth-key", default=None, help="require this bearer key (401 otherwise)")
     parser.add_argument("--dataset", action="append", default=[], help="extra dataset(s) the targets know")
+    parser.add_argument("--mode", choices=MODES, default=None, help="misbehave on every completion (see above)")
+    parser.add_argument("--ok-first", type=int, default=0, help="answer this many completions normally first")
+    parser.add_argument("--status", type=int, default=None, help="HTTP status of --mode error / echo-auth")
+    parser.add_argument("--retry-after", default="999999", help="Retry-After header of --mode 429")
+    parser.add_argument("--body-bytes", type=int, default=5_000_000, help="answer size of --mode huge")
     args = parser.parse_args(argv)
     if not 0.0 <= args.faults <= 1.0:
         parser.error("--faults must be between 0 and 1")
     if args.dataset:
         os.environ["CARRYON_TESTING_DATASET"] = os.pathsep.join(args.dataset)
-    server = FakeServer(args.port, args.faults, args.seed, args.hang_s, args.delay_s, args.auth_key, slots=args.slots,
-                        batch_latency_s=args.batch_latency_s, batch_fail=args.batch_fail,
+    hostile = Hostile(args.mode, args.ok_first, args.status, args.retry_after, args.body_bytes)
+    server = FakeServer(args.port, args.faults, args.seed, args.hang_s, args.delay_s, args.auth_key, hostile,
+                        slots=args.slots, batch_latency_s=args.batch_latency_s, batch_fail=args.batch_fail,
                         batch_expire=args.batch_expire)  # fmt: skip
     print(f"carryon testing server on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
