@@ -309,7 +309,8 @@ class Estimator:
 
 def estimate_run(config: RunConfig, prices: dict[str, Price]) -> dict[str, Any]:
     """The estimate of `config`'s run; written to OUT/estimate.json. Makes no model call and opens no store."""
-    from carryon.pipeline import check_roles, dataset_fingerprint
+    from carryon.pipeline import OUTPUT_FILES, check_roles, dataset_fingerprint
+    from carryon.rundir import check_out
 
     check_roles(config, require_keys=False)
     _, path = dataset_fingerprint(config.dataset)
@@ -321,9 +322,12 @@ def estimate_run(config: RunConfig, prices: dict[str, Price]) -> dict[str, Any]:
     for item in items:
         estimator.item(item)
     result = estimator.result(items, prices)
+    check_out(config.out, outputs=OUTPUT_FILES)  # a new or empty folder, or a run of ours: nothing foreign is touched
     try:
         config.out.mkdir(parents=True, exist_ok=True)
-        (config.out / "estimate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        tmp = config.out / "estimate.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(config.out / "estimate.json")
     except OSError as error:
         raise BadInput(f"--out {config.out}: not writable ({error.strerror or error})") from None
     return result

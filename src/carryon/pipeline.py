@@ -42,7 +42,7 @@ from carryon.store import STORE_FILE, Store
 
 Tick = Callable[[str, int, int], None]  # (stage, done, total)
 OUTPUT_FILES = frozenset({"report.html", "metrics.json", "conversations.jsonl", "turns.parquet", f"{STORE_FILE}-wal",
-                          f"{STORE_FILE}-shm"})  # fmt: skip
+                          f"{STORE_FILE}-shm", "estimate.json"})  # fmt: skip
 URL_FIELDS = ("base_url", "target_base_url", "user_base_url", "judge_base_url")
 
 
