@@ -120,7 +120,8 @@ class RoutedClient:
         self.endpoints = [Endpoint(url, client) for url, client in endpoints]
         self.retry = retry or RetryPolicy()
         self.stats = RouterStats()
-        self.give_up_after_s = min(getattr(getattr(c, "breaker", None), "window", GIVE_UP_AFTER_S) for _, c in endpoints)
+        self.give_up_after_s = min(getattr(getattr(client, "breaker", None), "window", GIVE_UP_AFTER_S)
+                                   for _, client in endpoints)  # fmt: skip
         self._failing_since: float | None = None  # first failure after the last success on any endpoint
         self._pins: OrderedDict[str | bytes, Endpoint] = OrderedDict()
         self._clock = clock
