@@ -62,7 +62,7 @@ class CachedCaller:
         finally:
             self._in_flight.pop(key, None)
         self.made += 1
-        self.store.add_call(key, role, client.name, result)
+        self.store.add_call(key, role, client.name, result, getattr(client, "base_url", None))
         future.set_result(result)
         return result
 

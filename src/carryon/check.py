@@ -32,7 +32,9 @@ STORE_FILE = "run.sqlite"  # carryon.store.STORE_FILE, without importing the sto
 JUDGE_FIELDS = frozenset({"judge", "judge_prompt_versions", "ben_util_mode"})
 # Files of ours that may stand in a run directory without its store (rundir.check_out).
 OUTPUT_FILES = frozenset({"report.html", "metrics.json", "conversations.jsonl", "turns.parquet", f"{STORE_FILE}-wal",
-                          f"{STORE_FILE}-shm"})  # fmt: skip
+                          f"{STORE_FILE}-shm", "estimate.json"})  # fmt: skip
+# Providers with a batch API (`--batch`, carryon/batching.py, models/batch_api.py).
+BATCH_PROVIDERS = frozenset({"openai", "openai-api", "anthropic"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Roles:
 
     def all(self) -> list[ModelSpec]:
         return [self.target, *([self.user] if self.user else []), *self.judges]
+
+    def of(self, role: str) -> list[ModelSpec]:
+        return {"target": [self.target], "user": [self.user] if self.user else [], "judge": self.judges}[role]
 
 
 @dataclass(frozen=True)
@@ -73,23 +78,34 @@ def check_plan_fits(config: RunConfig) -> None:
         )
 
 
-def check_flags(config: RunConfig) -> Roles:
-    """The checks that need neither the dataset nor the network: the plan fits, every role names a known model."""
+def check_flags(config: RunConfig, *, require_keys: bool = True) -> Roles:
+    """The checks that need neither the dataset nor the network: the plan fits, every role names a known model, the
+    batched roles have a batch API. `require_keys=False` (a dry run) lets a missing API key pass."""
     check_plan_fits(config)
-    return check_roles(config)
+    return check_roles(config, require_keys=require_keys)
 
 
-def _spec(config: RunConfig, name: str, role: str) -> ModelSpec:
+def _spec(config: RunConfig, name: str, role: str, require_keys: bool = True) -> ModelSpec:
     """`name` parsed for `role`; a problem with the base URL names the flag that gave it."""
     flag = f"--{role}-base-url" if getattr(config, f"{role}_base_url") else "--base-url"
-    return parse_model_name(name, role=role, base_url=config.role_base_url(role), url_flag=flag)
+    return parse_model_name(name, role=role, base_url=config.role_base_url(role), url_flag=flag,
+                            require_key=require_keys)  # fmt: skip
 
 
-def check_roles(config: RunConfig) -> Roles:
-    target = _spec(config, config.target, "target")
-    user = None if config.user == SCRIPTED else _spec(config, config.user, "user")
-    judges = [_spec(config, j, "judge") for j in config.judge]
-    return Roles(target, user, judges)
+def check_roles(config: RunConfig, *, require_keys: bool = True) -> Roles:
+    target = _spec(config, config.target, "target", require_keys)
+    user = None if config.user == SCRIPTED else _spec(config, config.user, "user", require_keys)
+    judges = [_spec(config, j, "judge", require_keys) for j in config.judge]
+    roles = Roles(target, user, judges)
+    for role in config.batch:
+        specs = roles.of(role)
+        if not specs:
+            raise BadInput(f"--batch {role}: the scripted user makes no model calls; batch a model user (--user)")
+        for spec in specs:
+            if spec.provider not in BATCH_PROVIDERS:
+                raise BadInput(f"--batch {role}: {spec.name} has no batch API; batch mode takes openai/, anthropic/ "
+                               "or openai-api/ models (a server offering OpenAI's /files and /batches)")  # fmt: skip
+    return roles
 
 
 def dataset_fingerprint(path: str | None) -> tuple[str, str]:

@@ -110,6 +110,15 @@ def run(
     temperature: Annotated[float, typer.Option(help="target's sampling temperature")] = 0.0,
     ben_util_mode: Annotated[str, typer.Option(help="per-item or batched")] = "per-item",
     timeout: Annotated[float, typer.Option(help="seconds per model request")] = 120.0,
+    batch: Annotated[Optional[str], typer.Option(help="roles whose calls go through the provider's batch API "
+                                                 "(about half price, results within hours): judge, target, user; "
+                                                 "comma-separated")] = None,  # fmt: skip
+    batch_poll: Annotated[float, typer.Option(help="seconds between looks at a live batch")] = 30.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="make no model call: print and write DIR/estimate.json "
+                                          "(conversations, calls and tokens per role, cost with --price)")] = False,
+    price: Annotated[Optional[list[str]], typer.Option(help="ROLE=IN/OUT or ROLE=IN/OUT/CACHED: USD per million "
+                                                       "input/output (and cached input) tokens, for --dry-run; "
+                                                       "repeat per role")] = None,  # fmt: skip
     give_up_after: Annotated[float, typer.Option(help="stop the run when an endpoint has failed this many seconds "
                                                  "without one success (finished work is kept)")] = 120.0,
     max_response_bytes: Annotated[int, typer.Option(help="cut longer responses to this many bytes (UTF-8) before "
@@ -134,15 +143,22 @@ def run(
             concurrency=concurrency, seed=seed, max_tokens=max_tokens, temperature=temperature,
             ben_util_mode=ben_util_mode, timeout_s=timeout, give_up_after_s=give_up_after,  # type: ignore[arg-type]
             max_response_bytes=max_response_bytes, conditions=conditions, out=run_dir,  # type: ignore[arg-type]
+            batch=[r.strip() for r in (batch or "").split(",") if r.strip()],  # type: ignore[misc]
+            batch_poll_s=batch_poll,
         )  # fmt: skip
     except ValidationError as error:
         fail(_config_error(error))
     except CarryOnError as error:
         fail(error)
+    if price and not dry_run:
+        fail(BadInput("--price: only used with --dry-run"))
     try:
-        check_flags(config)
+        check_flags(config, require_keys=not dry_run)  # a dry run makes no call: it needs no API key
     except CarryOnError as error:
         fail(error)
+    if dry_run:
+        _dry_run(config, price or [])
+        return
     from carryon import pipeline
     from carryon.check import check
 
@@ -168,9 +184,23 @@ def run(
         console.print(f"{outcome.unscored} judgement(s) unscored (counted in metrics.json and the report)")
     out_console.print(f"report: {plain(str((run_dir / 'report.html').resolve()))}  "
                       f"({time.perf_counter() - started:.1f}s)")  # fmt: skip
+    if outcome.batches:
+        out_console.print(outcome.batches)
     out_console.print(outcome.summary)
     if outcome.failed_conversations or outcome.failed_judgements:
         raise typer.Exit(1)
+
+
+def _dry_run(config: Any, prices: list[str]) -> None:
+    from carryon.estimate import estimate_run, parse_prices, render
+
+    try:
+        estimate = estimate_run(config, parse_prices(prices))
+    except CarryOnError as error:
+        fail(error)
+    out_console.print(plain(render(estimate), newlines=True), soft_wrap=True)
+    out_console.print(f"written: {plain(str((config.out / 'estimate.json').resolve()))}")
+    out_console.print("model calls: 0 made (dry run)")
 
 
 @app.command()

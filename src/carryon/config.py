@@ -49,6 +49,9 @@ class RunConfig(BaseModel):
     system_prompt: str | None = None
     conditions: ConditionSet = "all"
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    batch: list[Literal["target", "user", "judge"]] = Field(default_factory=list)
+    """Roles whose calls go through the provider's batch API (carryon/batching.py); not part of a run's identity."""
+    batch_poll_s: float = Field(default=30.0, gt=0, le=3600)
     give_up_after_s: float = Field(default=GIVE_UP_AFTER_S, gt=0, le=86400,
                                    description="stop when an endpoint fails this long without a success")
     max_response_bytes: int = Field(default=MAX_RESPONSE_BYTES, ge=1024, le=64 * 1024 * 1024,
@@ -61,6 +64,11 @@ class RunConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("a judge is named twice")
         return value
+
+    @field_validator("batch")
+    @classmethod
+    def _distinct_roles(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     @property
     def max_responses(self) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from carryon import __version__
+from carryon.batching import BatchClient
 from carryon.core import concurrency as aio
 from carryon.calls import CachedCaller
 from carryon.check import OUTPUT_FILES, CheckedRun, check, differing_fields, planned
@@ -28,6 +29,8 @@ from carryon.metrics.summary import compute_metrics
 from carryon.core.chat import ChatClient
 from carryon.core.contracts import Pending
 from carryon.core.redact import error_line, redact_url
+from carryon.models.batch_api import batch_api
+from carryon.models.names import ModelSpec
 from carryon.models.providers import get
 from carryon.models.registry import ModelPool
 from carryon.core.io import write_json
@@ -43,6 +46,12 @@ RetryHook = Callable[[str], None]  # models.http.RetryHook: told a one-line reas
 URL_FIELDS = ("base_url", "target_base_url", "user_base_url", "judge_base_url")
 
 
+# Work in flight in batch mode: every pending conversation (one turn per round), judged responses by the thousand
+# (about ten calls each: a round of up to 50,000 requests, in batches of 10,000).
+BATCH_CONVERSATIONS = 20_000
+BATCH_RESPONSES = 5_000
+
+
 @dataclass
 class RunOutcome:
     out: Path
@@ -52,6 +61,8 @@ class RunOutcome:
     unscored: int
     failed_judgements: int = 0
     notes: list[str] = field(default_factory=list)
+    batches: str = ""
+    """With --batch: how many batches went to the provider, and how many of an earlier process were collected."""
 
     @property
     def summary(self) -> str:
@@ -141,14 +152,16 @@ async def _rollout(engine: Engine, store: Store, todo: list[Any], items: dict[st
 
 
 async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClient], items: dict[str, Item],
-                 config: RunConfig, concurrency: int, tick: Tick | None) -> tuple[int, int]:  # fmt: skip
+                 config: RunConfig, concurrency: int, tick: Tick | None, *,
+                 parallel_kinds: bool = False) -> tuple[int, int]:  # fmt: skip
     """Judge what is pending; responses whose judging failed get one more pass. Returns (unscored, failed)."""
     total = count_pending(store, items, list(clients))
     mode = config.ben_util_mode
     unscored, failed = await run_judges(store, caller, clients, items, mode, concurrency,
-                                        _counter(tick, "judgements", total))  # fmt: skip
+                                        _counter(tick, "judgements", total), parallel_kinds=parallel_kinds)  # fmt: skip
     if failed:
-        more, failed = await run_judges(store, caller, clients, items, mode, concurrency)
+        more, failed = await run_judges(store, caller, clients, items, mode, concurrency,
+                                        parallel_kinds=parallel_kinds)  # fmt: skip
         unscored += more
     return unscored, failed
 
@@ -166,26 +179,55 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None, on_retr
     # fast) and judge one response after another (its judgements share their prompt prefix).
     conv_conc = 1 if get(roles.target.provider).serial else config.concurrency
     judge_conc = 1 if any(get(j.provider).serial for j in roles.judges) else config.concurrency
+    batched = set(config.batch)
+    if batched & {"target", "user"}:
+        conv_conc = min(BATCH_CONVERSATIONS, max(1, len(todo)))  # turn-synchronous rounds: all advance together
+    if "judge" in batched:
+        judge_conc = BATCH_RESPONSES
+    batch_clients: list[BatchClient] = []
     async with ModelPool(concurrency=config.concurrency, timeout_s=config.timeout_s, on_retry=on_retry,
                          give_up_after_s=config.give_up_after_s,
                          max_response_bytes=config.max_response_bytes) as pool:  # fmt: skip
-        target = pool.client("target", roles.target)
-        user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(pool.client("user", roles.user), caller)
-        judge_clients = {j.name: pool.client("judge", j) for j in roles.judges}
+
+        def client(role: str, spec: ModelSpec) -> ChatClient:
+            plain = pool.client(role, spec)
+            if role not in batched:
+                return plain
+            from carryon.models.endpoints import RoutedClient
+            from carryon.models.http import HttpChatClient
+
+            base = plain.endpoints[0].client if isinstance(plain, RoutedClient) else plain
+            assert isinstance(base, HttpChatClient)
+            batch = BatchClient(role, spec.name, batch_api(base, spec.provider), store, poll_s=config.batch_poll_s)
+            batch_clients.append(batch)
+            return batch
+
+        target = client("target", roles.target)
+        user: SimulatedUser = ScriptedUser() if roles.user is None else LLMUser(client("user", roles.user), caller)
+        judge_clients = {j.name: client("judge", j) for j in roles.judges}
         settings = TargetSettings(max_tokens=config.max_tokens, temperature=config.temperature,
                                   system_prompt=config.system_prompt)  # fmt: skip
         try:
             if todo:
                 engine = Engine(store, caller, target, user, items, settings)
                 failed = await _rollout(engine, store, todo, items, conv_conc, tick)
-            unscored, judge_failed = await _judge(store, caller, judge_clients, items, config, judge_conc, tick)
+            unscored, judge_failed = await _judge(store, caller, judge_clients, items, config, judge_conc, tick,
+                                                  parallel_kinds="judge" in batched)  # fmt: skip
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
         finally:
+            for batch in batch_clients:
+                await batch.aclose()
             for endpoint, limiter in pool.limiters.items():
                 if len(limiter.history) > 1:
                     store.add_limit_history(endpoint, limiter.history)
-    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
+    batches = ""
+    if batch_clients:
+        sent = sum(b.batches for b in batch_clients)
+        adopted = sum(b.adopted for b in batch_clients)
+        batches = (f"provider batches: {sent} submitted ({sum(b.submitted for b in batch_clients)} requests)"
+                   + (f", {adopted} of an earlier run collected" if adopted else ""))  # fmt: skip
+    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed, batches=batches)
 
 
 def run_status(store: Store, items: frozenset[str] | None) -> tuple[bool, Pending]:

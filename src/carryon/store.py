@@ -72,6 +72,19 @@ CREATE TABLE IF NOT EXISTS turn_notes (
   conv_id TEXT NOT NULL, idx INTEGER NOT NULL, truncated_from INTEGER, replaced INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (conv_id, idx));
 """,
+    # 5: which endpoint (base URL) served each call and the provider batch that carried it (models/endpoints.py,
+    # batching.py); the batches submitted with `--batch` and their requests, recorded before the provider sees them
+    """
+ALTER TABLE call_log ADD COLUMN endpoint TEXT;
+ALTER TABLE call_log ADD COLUMN batch_id TEXT;
+CREATE TABLE IF NOT EXISTS batches (
+  batch_id TEXT PRIMARY KEY, remote_id TEXT, provider TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
+  endpoint TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_requests (
+  batch_id TEXT NOT NULL, key TEXT NOT NULL, role TEXT NOT NULL, state TEXT NOT NULL, result TEXT,
+  PRIMARY KEY (batch_id, key));
+CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key);
+""",
 )
 STORE_SCHEMA = len(MIGRATIONS)
 
@@ -376,8 +389,11 @@ class Store:
                                       cached_tokens=cached_tokens, reasoning_tokens=reasoning_tokens),
                           truncated_from=truncated_from, replaced=replaced)  # fmt: skip
 
-    def add_call(self, key: str, role: str, model: str, result: ChatResult) -> None:
+    def add_call(self, key: str, role: str, model: str, result: ChatResult, endpoint: str | None = None) -> None:
+        """A model call's result, committed at once; `endpoint` (the base URL that served it, or the batch's) and
+        the batch id go to the call log."""
         now = time.time()
+        usage = result.usage
         with self._durable():
             self.db.execute(
                 "INSERT OR IGNORE INTO calls (key, role, model, text, finish_reason, prompt_tokens, completion_tokens, "
@@ -387,8 +403,9 @@ class Store:
                  result.usage.reasoning_tokens),
             )  # fmt: skip
             self.db.execute(
-                "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 0, ?, ?)",
-                (key, role, model, result.latency_s, now),
+                "INSERT INTO call_log (key, role, model, cached, latency_s, ts, endpoint, batch_id) "
+                "VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                (key, role, model, result.latency_s, now, result.endpoint or endpoint, result.batch_id),
             )
             if result.truncated_from is not None or result.replaced:
                 self.db.execute("INSERT OR REPLACE INTO call_notes (key, truncated_from, replaced) VALUES (?, ?, ?)",
@@ -399,6 +416,93 @@ class Store:
             "INSERT INTO call_log (key, role, model, cached, latency_s, ts) VALUES (?, ?, ?, 1, 0, ?)",
             (key, role, model, time.time()),
         )
+
+    def _dicts(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """A query's rows as dicts by column name (the few aggregate reads that have no typed row)."""
+        cursor = self.db.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def usage_by_role(self) -> list[dict[str, Any]]:
+        """Per role: calls made and answered from CarryOn's cache, and the tokens of the calls made (cached: served
+        from the provider's prompt cache). Calls answered from CarryOn's cache cost nothing and count no tokens."""
+        return self._dicts(
+            "SELECT l.role, SUM(l.cached=0) AS made, SUM(l.cached=1) AS from_cache, "
+            "SUM(l.batch_id IS NOT NULL AND l.cached=0) AS batched, "
+            "COALESCE(SUM(CASE WHEN l.cached=0 THEN c.prompt_tokens END), 0) AS input_tokens, "
+            "COALESCE(SUM(CASE WHEN l.cached=0 THEN c.cached_tokens END), 0) AS cached_tokens, "
+            "COALESCE(SUM(CASE WHEN l.cached=0 THEN c.completion_tokens END), 0) AS output_tokens "
+            "FROM call_log l LEFT JOIN calls c USING (key) GROUP BY l.role ORDER BY l.role"
+        )
+
+    def calls_by_endpoint(self) -> list[dict[str, Any]]:
+        """Calls made per (role, endpoint): which server answered how many."""
+        return self._dicts(
+            "SELECT role, COALESCE(endpoint, '') AS endpoint, COUNT(*) AS made FROM call_log WHERE cached=0 "
+            "GROUP BY role, endpoint ORDER BY role, endpoint"
+        )
+
+    # -- provider batches (`--batch`) -----------------------------------------------------------------------------
+    def add_batch(self, batch_id: str, provider: str, role: str, model: str, endpoint: str, keys: list[str]) -> None:
+        """A batch about to be submitted, with the keys of its requests: committed before the provider sees it, so a
+        kill at any point leaves a record a restarted run can reconcile (`submitting`: found live, or resubmitted)."""
+        now = time.time()
+        with self._durable():
+            self.db.execute(
+                "INSERT INTO batches (batch_id, remote_id, provider, role, model, endpoint, status, n, created, updated) "
+                "VALUES (?, NULL, ?, ?, ?, ?, 'submitting', ?, ?, ?)",
+                (batch_id, provider, role, model, endpoint, len(keys), now, now),
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO batch_requests (batch_id, key, role, state, result) VALUES (?, ?, ?, 'live', NULL)",
+                ((batch_id, key, role) for key in keys),
+            )
+
+    def set_batch(self, batch_id: str, status: str, remote_id: str | None = None) -> None:
+        with self._durable():
+            self.db.execute(
+                "UPDATE batches SET status=?, remote_id=COALESCE(?, remote_id), updated=? WHERE batch_id=?",
+                (status, remote_id, time.time(), batch_id),
+            )
+
+    def finish_batch(self, batch_id: str, status: str, done: dict[str, str], failed: dict[str, str]) -> None:
+        """A batch's outcome in one commit: `done` maps a request key to its result (JSON), `failed` to the reason;
+        requests the provider reported neither way count as failed."""
+        with self._durable():
+            self.db.executemany(
+                "UPDATE batch_requests SET state='done', result=? WHERE batch_id=? AND key=?",
+                ((result, batch_id, key) for key, result in done.items()),
+            )
+            self.db.executemany(
+                "UPDATE batch_requests SET state='failed', result=? WHERE batch_id=? AND key=?",
+                ((reason, batch_id, key) for key, reason in failed.items()),
+            )
+            self.db.execute(
+                "UPDATE batch_requests SET state='failed', result='missing from the results' "
+                "WHERE batch_id=? AND state='live'",
+                (batch_id,),
+            )
+            self.db.execute("UPDATE batches SET status=?, updated=? WHERE batch_id=?", (status, time.time(), batch_id))
+
+    def open_batches(self, role: str, model: str) -> list[dict[str, Any]]:
+        """Batches of (role, model) not yet collected: submitted (`live`) or maybe submitted (`submitting`)."""
+        return self._dicts(
+            "SELECT * FROM batches WHERE role=? AND model=? AND status IN ('submitting', 'live') ORDER BY created",
+            (role, model),
+        )
+
+    def batch_keys(self, batch_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT key FROM batch_requests WHERE batch_id=?", (batch_id,))]
+
+    def batch_result(self, key: str) -> str | None:
+        """A collected batch result for `key` (JSON), if any batch answered it."""
+        row = self.db.execute(
+            "SELECT result FROM batch_requests WHERE key=? AND state='done' LIMIT 1", (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def known_remote_batches(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT remote_id FROM batches WHERE remote_id IS NOT NULL")}
 
     def add_limit_history(self, endpoint: str, history: list[tuple[float, int]]) -> None:
         """The adaptive limit of one endpoint (base URL) over time; the table's first column names the endpoint."""

@@ -37,6 +37,10 @@ class ChatRequest(BaseModel):
     cache_prefix: bool = False
     """The system prompt is a prefix many calls share (the judges'): providers with explicit prompt caching
     (Anthropic's `cache_control`) mark it. It does not shape the output, so it is not part of the cache key."""
+    cache_shared_chars: int = 0
+    """How many characters at the start of the last message this request shares with its siblings as well (the judge
+    calls of one response repeat the conversation + response block after the shared system prompt): providers with
+    explicit prompt caching mark a second breakpoint there. Not part of the cache key either."""
 
     def cache_key(self, model: str) -> str:
         """A stable key for the call cache: the model name plus everything that shapes the output. Each part is
@@ -67,6 +71,10 @@ class ChatResult(BaseModel):
     finish_reason: str = "stop"
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
+    endpoint: str | None = None
+    """The base URL that served the call, where a role has several (recorded in the call log)."""
+    batch_id: str | None = None
+    """The provider batch the call was answered in (`--batch`)."""
     truncated_from: int | None = None  # the response's size in bytes when it was cut to the cap (models/textcap.py)
     replaced: int = 0  # characters replaced by U+FFFD (lone surrogates)
 

@@ -187,6 +187,38 @@ class BoundedText(_Exact):
     responses_with_replaced_characters: int = Field(ge=0)
 
 
+class RoleUsage(_Exact):
+    """One role's model calls and tokens (metrics/summary.py: usage)."""
+
+    calls_made: int = Field(ge=0)
+    calls_from_cache: int = Field(ge=0)
+    """answered from CarryOn's own call cache: free, and counted in no token total"""
+    calls_batched: int = Field(ge=0)
+    """of the calls made, those made in provider batches (`--batch`)"""
+    input_tokens: int = Field(ge=0)
+    cached_input_tokens: int = Field(ge=0)
+    """input tokens the provider served from its prompt cache"""
+    cached_share: float | None = Field(default=None, ge=0, le=1)
+    output_tokens: int = Field(ge=0)
+
+
+class UsageTotals(_Exact):
+    calls_made: int = Field(ge=0)
+    calls_from_cache: int = Field(ge=0)
+    calls_batched: int = Field(ge=0)
+    input_tokens: int = Field(ge=0)
+    cached_input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+
+
+class RunUsage(_Exact):
+    """Calls and tokens per role, their total, and which endpoint (base URL) served how many calls per role."""
+
+    roles: dict[str, RoleUsage]
+    total: UsageTotals
+    endpoints: dict[str, dict[str, int]]
+
+
 class RunMetrics(BaseModel):
     """metrics.json of one run (`carryon run`, `carryon report`)."""
 
@@ -206,6 +238,8 @@ class RunMetrics(BaseModel):
     imported from Inspect AI: the task's list of conditions"""
     notes: list[str] = Field(default_factory=list)
     """what the run should tell its reader (e.g. items without a malicious twin, played benign only)"""
+    usage: RunUsage | None = None
+    """calls and tokens per role (absent in runs analysed before it was recorded)"""
     bounded_text: BoundedText | None = None
     """absent in runs analysed before bounded text"""
     models: dict[str, ModelMetrics]

@@ -19,6 +19,7 @@ T = TypeVar("T", bound=BaseModel)
 
 STRICTER = "\nYour previous answer could not be parsed. Reply with ONLY the JSON object, nothing else."
 CONTEXT_CHARS = 400
+SHARED_END = "</response>\n"  # where the block every task template starts with ends (judge/prompts)
 REASON_CHARS = 60  # asked of schema-constrained judges: a short rationale keeps local judging fast
 
 
@@ -105,6 +106,9 @@ async def ask(
     """Ask, parse; on failure ask once more with a stricter instruction. Returns (parsed or None, raw, reason)."""
     raws: list[str] = []
     reason = None
+    # The conversation + response block every judgement of this response repeats: a prompt-cache prefix.
+    shared = user.rfind(SHARED_END)
+    shared = shared + len(SHARED_END) if shared >= 0 else 0
     for attempt in range(2):
         system = prompt.system + (STRICTER if attempt else "")
         request = ChatRequest(
@@ -113,6 +117,7 @@ async def ask(
             temperature=0.0,
             json_schema=request_schema(model),
             cache_prefix=True,
+            cache_shared_chars=shared,
         )
         result = await caller.call("judge", client, request)
         raws.append(result.text)

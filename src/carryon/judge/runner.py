@@ -4,6 +4,7 @@ are the registered `JudgeKind`s (judge/kinds.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from itertools import groupby
 
@@ -15,6 +16,7 @@ from carryon.data.schema import numbered
 from carryon.judge.common import Verdict
 from carryon.judge.items import share_met
 from carryon.judge.kinds import JudgeTask, Mode, kinds
+from carryon.models.endpoints import affinity_key
 from carryon.store import Store
 from carryon.core.concurrency import run_workers
 
@@ -86,32 +88,50 @@ async def run_judges(
     mode: Mode,
     concurrency: int,
     on_done: Callable[[], None] | None = None,
+    *,
+    parallel_kinds: bool = False,
 ) -> tuple[int, int]:
     """Judge what is pending; return (unscored judgements, responses whose judging failed on transport errors after
     retries — left pending for the next run, never stored as unscored).
 
     Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
     reuses the KV cache of the shared system prompt + conversation + response across them. The judge sees the
-    conversation so far, ending with the user message the response answers."""
+    conversation so far, ending with the user message the response answers. With `parallel_kinds` (batch mode) all
+    of a response's judge calls are asked at once, so they join the same batch."""
     refs = prompt_versions(mode)
     unscored = failed = 0
 
     async def one_response(unit: Work) -> None:
-        nonlocal unscored, failed
+        with affinity_key(f"{unit[0].conv_id}#{unit[0].idx}"):  # one endpoint holds the response's shared prefix
+            await judge_kinds(unit)
+
+    async def decide(kind: str, task: JudgeTask, judge: str) -> bool:
+        """One kind of judgement of one response, stored; False when it failed on transport errors."""
+        nonlocal unscored
+        try:
+            verdict = await judge_one(kind, mode, caller, clients[judge], task)
+        except ModelCallError as error:
+            if error.permanent:
+                raise
+            return False
+        unscored += verdict.score is None
+        store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
+                            verdict.unscored_reason, verdict.raw)  # fmt: skip
+        if on_done:
+            on_done()
+        return True
+
+    async def judge_kinds(unit: Work) -> None:
+        nonlocal failed
         task, judge, missing = unit
+        if parallel_kinds:
+            if not all(await asyncio.gather(*(decide(kind, task, judge) for kind in missing))):
+                failed += 1
+            return
         for kind in missing:
-            try:
-                verdict = await judge_one(kind, mode, caller, clients[judge], task)
-            except ModelCallError as error:
-                if error.permanent:
-                    raise
+            if not await decide(kind, task, judge):
                 failed += 1
                 return
-            unscored += verdict.score is None
-            store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
-                                verdict.unscored_reason, verdict.raw)  # fmt: skip
-            if on_done:
-                on_done()
 
     await run_workers(pending_work(store, items, list(clients)), one_response, concurrency)
     return unscored, failed

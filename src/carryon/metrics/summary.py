@@ -54,6 +54,32 @@ def model_metrics(
     }
 
 
+def usage(store: Store) -> dict[str, Any]:
+    """Calls and tokens per role: calls made vs answered from CarryOn's own call cache (free), the input tokens of
+    the calls made and the share the provider served from its prompt cache, output tokens, calls made in provider
+    batches; and which endpoint served how many calls."""
+    roles: dict[str, Any] = {}
+    for row in store.usage_by_role():
+        made, cached_in, input_tokens = int(row["made"] or 0), int(row["cached_tokens"]), int(row["input_tokens"])
+        roles[row["role"]] = {
+            "calls_made": made,
+            "calls_from_cache": int(row["from_cache"] or 0),
+            "calls_batched": int(row["batched"] or 0),
+            "input_tokens": input_tokens,
+            "cached_input_tokens": cached_in,
+            "cached_share": round(cached_in / input_tokens, 4) if input_tokens else None,
+            "output_tokens": int(row["output_tokens"]),
+        }
+    endpoints: dict[str, dict[str, int]] = {}
+    for row in store.calls_by_endpoint():
+        if row["endpoint"]:
+            endpoints.setdefault(row["role"], {})[row["endpoint"]] = int(row["made"])
+    totals = {key: sum(r[key] for r in roles.values())
+              for key in ("calls_made", "calls_from_cache", "calls_batched", "input_tokens", "cached_input_tokens",
+                          "output_tokens")}  # fmt: skip
+    return {"roles": roles, "total": totals, "endpoints": endpoints}
+
+
 def compute_metrics(
     store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams(),
     items: frozenset[str] | None = None,
@@ -106,6 +132,7 @@ def compute_metrics(
         "conversations": {"planned": sum(plan.values()), **plan},
         "conditions": config.get("conditions", "benign"),
         "notes": store.get_meta("notes") or [],
+        "usage": usage(store),
         "bounded_text": {"max_response_bytes": config.get("max_response_bytes"), "truncated_responses": truncated,
                          "responses_with_replaced_characters": replaced},
         "models": {config.get("target", "unknown"): model_metrics(kept, failure_modes, panel.result(), p)},

@@ -6,7 +6,10 @@ header (set where the client is opened, models/builtin.py), JSON judged from fre
 
 - A request whose system prompt is a prefix many calls share (`ChatRequest.cache_prefix`: the judges') sends it as a
   text block marked `cache_control: {"type": "ephemeral"}`, so the provider caches it; a prompt shorter than the
-  model's minimum cacheable length is simply not cached.
+  model's minimum cacheable length is simply not cached. `ChatRequest.cache_shared_chars` adds a second breakpoint
+  inside the last message, after the part the request shares with its siblings (a judged response's conversation +
+  response block): the judge system prompt alone (~700 tokens) is under most models' minimum, the two together
+  usually are not.
 - Stop reasons: `end_turn` and `stop_sequence` → `stop`, `max_tokens` and `model_context_window_exceeded` →
   `length`, `refusal` (the provider's safety layer stopped the reply) → `provider_refusal`; any other is kept.
 - Usage: `prompt_tokens` counts every input token (`input_tokens` + cache reads + cache writes); cache reads are
@@ -26,6 +29,15 @@ ANTHROPIC_VERSION = "2026-10-21"
 OPENING = "(The conversation begins.)"
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "model_context_window_exceeded": "length",
          "refusal": PROVIDER_REFUSAL}  # fmt: skip
+CACHE = {"type": "ephemeral"}
+
+
+def cached_blocks(text: str, shared: int) -> list[dict[str, Any]]:
+    """`text` as content blocks with a prompt-cache breakpoint after its first `shared` characters."""
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text[:shared], "cache_control": CACHE}]
+    if text[shared:]:
+        blocks.append({"type": "text", "text": text[shared:]})
+    return blocks
 
 
 class AnthropicClient(HttpChatClient):
@@ -33,7 +45,8 @@ class AnthropicClient(HttpChatClient):
 
     def build_payload(self, request: ChatRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
+        messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in request.messages
+                                          if m.role != "system"]  # fmt: skip
         if messages and messages[0]["role"] == "assistant":
             messages.insert(0, {"role": "user", "content": OPENING})
         payload: dict[str, Any] = {
@@ -41,8 +54,13 @@ class AnthropicClient(HttpChatClient):
             "max_tokens": request.max_tokens,
             "messages": messages,
         }
+        if request.cache_shared_chars > 0 and isinstance(messages[-1]["content"], str):
+            # a second breakpoint after the block the request shares with its siblings (a response's judgements
+            # repeat the conversation + response after the judge system prompt, which alone is often too short)
+            last = messages[-1]
+            last["content"] = cached_blocks(last["content"], min(request.cache_shared_chars, len(last["content"])))
         if system and request.cache_prefix:
-            payload["system"] = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+            payload["system"] = [{"type": "text", "text": system, "cache_control": CACHE}]
         elif system:
             payload["system"] = system
         return payload

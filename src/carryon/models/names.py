@@ -41,12 +41,23 @@ class ModelSpec:
     def option(self, key: str) -> str | None:
         return dict(self.options).get(key)
 
+    @property
+    def base_urls(self) -> list[str]:
+        """The endpoints serving this model: `--base-url` may list several, comma-separated (models/endpoints.py)."""
+        return split_urls(self.base_url)
+
+
+def split_urls(value: str | None) -> list[str]:
+    """The endpoints of a `--base-url` value: one URL, or several comma-separated."""
+    return [u.strip().rstrip("/") for u in (value or "").split(",") if u.strip()]
+
 
 def parse_model_name(name: str, *, role: str = "model", base_url: str | None = None,
-                     url_flag: str = "--base-url") -> ModelSpec:  # fmt: skip
+                     url_flag: str = "--base-url", require_key: bool = True) -> ModelSpec:  # fmt: skip
     """Parse and check a `provider/model` name for `role` against the provider registry (models/providers.py);
     raises BadInput naming the flag (`url_flag`: the one that gave `base_url`) and the problem. Credentials in the URL
-    are registered for redaction (core/redact.py)."""
+    are registered for redaction (core/redact.py). `base_url` may list several endpoints, comma-separated
+    (models/endpoints.py). `require_key=False` (a dry run) lets a missing API key pass."""
     from carryon.models.providers import get
 
     register_env_keys()
@@ -63,8 +74,13 @@ def parse_model_name(name: str, *, role: str = "model", base_url: str | None = N
     if spec.base_url == "required" and not base_url:
         raise BadInput(f"--{role} {name!r}: {provider} models need a server: pass --base-url")
     if base_url is not None:  # a malformed URL is refused even where the provider would not use it
-        _check_url(base_url, role, url_flag)
-    if spec.key_env and not os.environ.get(spec.key_env):
+        urls = split_urls(base_url)
+        for url in urls or [base_url]:
+            _check_url(url, role, url_flag)
+        if len(set(urls)) != len(urls):
+            raise BadInput(f"{url_flag} {plain(redact_url(base_url))!r} (for --{role}): an endpoint is listed twice")
+        base_url = ",".join(urls)
+    if require_key and spec.key_env and not os.environ.get(spec.key_env):
         raise BadInput(f"--{role} {name!r}: environment variable {spec.key_env} is not set")
     options = _parse_options(name, role, spec, query) if query else ()
     return ModelSpec(provider=provider, model=model, base_url=base_url if spec.base_url != "ignored" else None,

@@ -4,6 +4,7 @@ OpenAI-compatible servers: is the server reachable, and does it serve the model?
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from carryon.core.errors import BadInput
 from carryon.core.redact import error_line, split_url
@@ -12,8 +13,10 @@ from carryon.models.providers import get
 
 
 def preflight(specs: Iterable[ModelSpec]) -> None:
-    """Run each distinct model's provider preflight; raises BadInput naming the server or the model."""
-    for spec in {(s.name, s.base_url): s for s in specs}.values():
+    """Run each distinct model's provider preflight, at each of its endpoints (`--base-url` may list several); raises
+    BadInput naming the server or the model."""
+    singles = [replace(s, base_url=base) for s in specs for base in s.base_urls] + [s for s in specs if not s.base_urls]
+    for spec in {(s.name, s.base_url): s for s in singles}.values():
         check = get(spec.provider).preflight
         if check is not None:
             check(spec)

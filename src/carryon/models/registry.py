@@ -5,9 +5,11 @@ circuit breaker's window (`give_up_after_s`), the response size cap (`max_respon
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from carryon.core.chat import ChatClient
+from carryon.core.redact import plain, redact_url
 from carryon.models.limits import EndpointLimiters
 from carryon.models.local import LocalServer, resolve_weights
 from carryon.models.names import ModelSpec
@@ -43,10 +45,33 @@ class ModelPool:
     def client(self, role: str, spec: ModelSpec) -> ChatClient:
         key = f"{role}:{spec.name}:{spec.base_url}"
         if key not in self.clients:
-            client = open_client(spec, self, role=role)
+            urls = spec.base_urls
+            if len(urls) > 1:  # one model at several endpoints: route with conversation affinity
+                from carryon.models.endpoints import RoutedClient
+                from carryon.models.http import HttpChatClient
+
+                subs = [self._single_try(spec, u, role) for u in urls]
+                # each endpoint is named by its base URL without credentials: the name goes to the call log
+                labels = [sub.base_url if isinstance(sub, HttpChatClient) else plain(redact_url(u))
+                          for sub, u in zip(subs, urls, strict=True)]  # fmt: skip
+                client: ChatClient = RoutedClient(spec.name, list(zip(labels, subs, strict=True)))
+            else:
+                client = open_client(spec, self, role=role)
             self._stack.push_async_callback(client.aclose)
             self.clients[key] = client
         return self.clients[key]
+
+    def _single_try(self, spec: ModelSpec, url: str, role: str) -> ChatClient:
+        """One endpoint's client, making one attempt per call: the router retries, on another endpoint if need be.
+        Each endpoint's client has its own adaptive limiter (`limiters`, keyed by its base URL), shared with any other
+        role calling the same URL."""
+        from carryon.models.http import HttpChatClient
+        from carryon.models.retry import RetryPolicy
+
+        client = open_client(replace(spec, base_url=url), self, role=role)
+        if isinstance(client, HttpChatClient):
+            client.retry = RetryPolicy(max_attempts=1)
+        return client
 
     def local_server(self, model: str) -> LocalServer:
         if model not in self._servers:

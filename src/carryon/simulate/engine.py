@@ -20,6 +20,7 @@ from carryon.data.schema import Item, malicious_upfront
 from carryon.core.errors import ModelCallError
 from carryon.core.chat import PROVIDER_REFUSAL, ChatClient, ChatRequest, ChatResult, Message
 from carryon.core.moves import Move
+from carryon.models.endpoints import affinity_key
 from carryon.simulate.plans import MALICIOUS_CONDITIONS, benign_twin_id
 from carryon.simulate.user import SimulatedUser
 from carryon.store import PlanRow, Store
@@ -38,6 +39,19 @@ class TargetSettings:
     system_prompt: str | None = None
 
 
+def first_message(item: Item, condition: str) -> str:
+    """A conversation's opening user message in `condition` (the malicious conditions included; raises ValueError
+    for `malicious_upfront` on an item without a malicious twin)."""
+    if condition == "upfront":
+        return item.intent_upfront
+    if condition == "malicious_upfront":
+        text = malicious_upfront(item)
+        if text is None:
+            raise ValueError(f"item {item.id} has no malicious twin")
+        return text
+    return item.query
+
+
 class Engine:
     def __init__(self, store: Store | None, caller: Caller, target: ChatClient, user: SimulatedUser,
                  items: dict[str, Item], settings: TargetSettings) -> None:  # fmt: skip
@@ -53,24 +67,19 @@ class Engine:
             temperature=self.settings.temperature,
         )
 
-    @staticmethod
-    def first_message(item: Item, condition: str) -> str:
-        if condition == "upfront":
-            return item.intent_upfront
-        if condition == "malicious_upfront":
-            text = malicious_upfront(item)
-            if text is None:
-                raise ValueError(f"item {item.id} has no malicious twin")
-            return text
-        return item.query
-
     async def converse(self, conv_id: str, item: Item, condition: str, moves: Sequence[str],
                        on_turn: TurnSink | None = None) -> str:  # fmt: skip
         """Play one conversation, handing each response to `on_turn` as it arrives; return the stop reason. Touches
-        no store: `play` records to the run store, the Inspect AI task (carryon/inspect_task.py) to its sample."""
+        no store: `play` records to the run store, the Inspect AI task (carryon/inspect_task.py) to its sample. Its
+        calls share one affinity key: with several endpoints they go to the one holding the conversation's prefix."""
+        with affinity_key(conv_id):
+            return await self._converse(conv_id, item, condition, moves, on_turn)
+
+    async def _converse(self, conv_id: str, item: Item, condition: str, moves: Sequence[str],
+                        on_turn: TurnSink | None) -> str:  # fmt: skip
         malicious = condition in MALICIOUS_CONDITIONS
         seed_id = benign_twin_id(conv_id) if malicious else conv_id
-        first = self.first_message(item, condition)
+        first = first_message(item, condition)
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
         if on_turn:
