@@ -100,7 +100,8 @@ def test_limit_is_honoured_on_a_folder_holding_more_items(tmp_path: Path) -> Non
     assert metrics["models"]["testing/ideal"]["n_items"] == 1 and metrics["complete"] is True
     lines = (out / "conversations.jsonl").read_text(encoding="utf-8").splitlines()
     assert len({json.loads(line)["item_id"] for line in lines}) == 1
-    assert metrics["conversations"]["planned"] == 3  # one item: the upfront baseline and two sequences
+    # one item: the upfront baseline and two sequences, for the benign user and for its malicious twin
+    assert metrics["conversations"]["planned"] == 6
     before = (out / "metrics.json").read_bytes()
     assert run_cli("report", str(out)).returncode == 0
     assert (out / "metrics.json").read_bytes() == before  # `report` keeps the last run's scope

@@ -60,12 +60,19 @@ def test_turns_stream_in_plan_order_whatever_the_chunk_and_missing_judgements_ar
 
 
 def _without_added(models: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json `models` less the keys added since 0.1.0 (by_category, provider_refusal_rate per condition)."""
+    """metrics.json `models` less the keys added since 0.1.0 (by_category, provider_refusal_rate per condition; the
+    intent metrics, the malicious twin's conditions and its failure mode, user_fallbacks)."""
+    added = {"by_category", "per_turn_malicious", "discrimination", "intent_gap", "malicious_harm_rise",
+             "recovery_vs_hold", "user_fallbacks"}  # fmt: skip
     out = {}
     for name, body in models.items():
-        body = {k: v for k, v in body.items() if k != "by_category"}
+        body = {k: v for k, v in body.items() if k not in added}
         body["conditions"] = {c: {k: v for k, v in m.items() if k != "provider_refusal_rate"}
-                              for c, m in body["conditions"].items()}  # fmt: skip
+                              for c, m in body["conditions"].items() if c not in ("malicious", "malicious_upfront")}
+        modes = {k: v for k, v in body["failure_modes"].items()
+                 if k not in ("intent_blind_recovery", "n_pairs", "unlabelled_pairs")}  # fmt: skip
+        modes["ci"] = {k: v for k, v in modes["ci"].items() if k != "intent_blind_recovery"}
+        body["failure_modes"] = modes
         out[name] = body
     return out
 
