@@ -1,3 +1,3 @@
 """CarryOn: a benchmark harness for over-refusal recovery in multi-turn conversations."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
