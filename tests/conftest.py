@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,3 +101,19 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Invoked:
 def load_metrics(out: Path) -> dict[str, Any]:
     metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
     return metrics
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """Headless Debian Chromium for the report tests (one per test module)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is required for the report tests: run `bash scripts/test.sh` (it installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()

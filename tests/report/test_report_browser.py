@@ -4,7 +4,6 @@ metrics.json, filters work, and model text carrying script payloads shows as tex
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from carryon.data.load import builtin_path
 from carryon.pipeline import run
 from conftest import twinned
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 REFERENCE = ("always-refuse", "ideal", "unsafe", "parrot")
 
@@ -26,18 +24,6 @@ def _run(config: RunConfig) -> None:
     """The pipeline in a worker thread: Playwright's sync API keeps an event loop running on this one."""
     with ThreadPoolExecutor(1) as pool:
         pool.submit(run, config).result()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is required for the report tests: run `bash scripts/test.sh` (it installs it)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ benign/malicious twins side by side; and the leaderboard's new columns."""
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,9 @@ from carryon.config import RunConfig
 from carryon.pipeline import run
 from conftest import REPO
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TWINS = REPO / "tests" / "fixtures" / "twins.jsonl"
 MODELS = ("gullible", "ideal")
 SEQUENCES = 4
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is required for the report tests: run `bash scripts/test.sh` (it installs it)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
