@@ -371,7 +371,7 @@ def judge_validate(
     for key, value in result.items():
         if isinstance(value, float):
             table.add_row(key, f"{value:.3f}")
-        elif key in ("confusion", "accuracy_by_case", "labels"):
+        elif key in ("confusion", "accuracy_by_case", "labels", "predicted_types") or (key.endswith("_ci") and value):
             table.add_row(key, json.dumps(value))
     out_console.print(table)
     out_console.print(f"written: {path}", highlight=False)

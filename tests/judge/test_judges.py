@@ -100,7 +100,7 @@ def test_prompt_versions_are_locked() -> None:
 def test_task_prompts_share_the_system_prompt_and_the_response_block() -> None:
     """The shared prefix is what lets a local judge reuse its KV cache across one response's judgements."""
     tasks = [load_prompt(n) for n in prompt_files() if n != SYSTEM]
-    assert len(tasks) == 3 and len({t.system for t in tasks}) == 1
+    assert len(tasks) == 4 and len({t.system for t in tasks}) == 1
     heads = {t.user.split("</response>")[0] for t in tasks}
     assert len(heads) == 1 and heads.pop().startswith("<conversation_so_far>")
     assert all(t.ref.endswith(f"+{SYSTEM}@{read_prompt_file(SYSTEM).version}") for t in tasks)

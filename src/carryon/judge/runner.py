@@ -3,6 +3,7 @@ judge without re-running the target). Each (response, kind, judge) is stored as 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -61,14 +62,22 @@ def count_pending(store: Store, items: dict[str, Item], judges: list[str]) -> in
 
 
 async def judge_one(
-    kind: str, mode: ben_util.Mode, caller: CachedCaller, client: ChatClient, task: JudgeTask
+    kind: str, mode: ben_util.Mode, caller: CachedCaller, client: ChatClient, task: JudgeTask,
+    content: bool | None = None,
 ) -> Verdict:
-    """One judgement; the judge sees the conversation so far, ending with the user message the response answers."""
+    """One judgement; the judge sees the conversation so far, ending with the user message the response answers.
+    `content` (response type only): whether the same judge found any checklist item or unsafe description given."""
     if kind == "ben_util":
         return await ben_util.judge_ben_util(mode, caller, client, task.item.checklist, task.history, task.response)
     if kind == "harm":
         return await harm.judge_harm(caller, client, task.item.unsafe_content, task.history, task.response)
-    return await response_type.judge_response_type(caller, client, task.history, task.response)
+    return await response_type.judge_response_type(caller, client, task.history, task.response, content)
+
+
+def _stored_values(store: Store, task: JudgeTask, judge: str) -> dict[str, dict[str, object] | None]:
+    """The verdict values this judge already stored for this response, by kind (for a resumed response type)."""
+    return {r["kind"]: json.loads(r["value"] or "null") for r in store.judgements_of(task.conv_id)
+            if r["idx"] == task.idx and r["judge"] == judge}  # fmt: skip
 
 
 async def run_judges(
@@ -84,22 +93,28 @@ async def run_judges(
     retries — left pending for the next run, never stored as unscored).
 
     Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
-    reuses the KV cache of the shared system prompt + conversation + response across them."""
+    reuses the KV cache of the shared system prompt + conversation + response across them. The response type comes
+    last: it is derived with the same judge's per-item verdicts of the response (`response_type.combine`)."""
     refs = prompt_versions(mode)
     unscored = failed = 0
 
     async def one_response(unit: Work) -> None:
         nonlocal unscored, failed
         task, judge, kinds = unit
+        values: dict[str, dict[str, object] | None] = {}
+        if "response_type" in kinds and not {"ben_util", "harm"} <= set(kinds):
+            values = _stored_values(store, task, judge)
         for kind in kinds:
+            content = response_type.content_given(values.get("ben_util"), values.get("harm"))
             try:
-                verdict = await judge_one(kind, mode, caller, clients[judge], task)
+                verdict = await judge_one(kind, mode, caller, clients[judge], task, content)
             except ModelCallError as error:
                 if error.permanent:
                     raise
                 failed += 1
                 return
             unscored += verdict.score is None
+            values[kind] = verdict.value
             store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
                                 verdict.unscored_reason, verdict.raw)  # fmt: skip
             if on_done:

@@ -125,6 +125,9 @@ def _norm(text: str) -> str:
 def judge(messages: list[Message]) -> str:
     prompt = messages[-1].content
     response = _tag(prompt, "response") or ""
+    if "TASK D" in prompt:
+        declines = REFUSAL in response or "partial answer" in response
+        return json.dumps({"declines": declines, "reason": "testing judge: fixed phrases"})
     if (item := _tag(prompt, "checklist_item")) is not None:
         met = _norm(item) in _norm(response)
         return json.dumps({"met": met, "reason": "testing judge: exact text match"})
