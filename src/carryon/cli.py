@@ -81,9 +81,11 @@ def run(
     timeout: Annotated[float, typer.Option(help="seconds per model request")] = 120.0,
     force_new: Annotated[bool, typer.Option("--force-new", help="discard what DIR holds and start afresh")] = False,
     rejudge: Annotated[bool, typer.Option("--rejudge", help="judge DIR's conversations again with another judge or judge prompt version")] = False,
+    exclude_off_script: Annotated[bool, typer.Option("--exclude-off-script", help="leave conversations whose simulated user went off script (by the audit) out of the headline")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
-    """Run (or resume) the benchmark and write DIR/report.html, DIR/metrics.json, DIR/conversations.jsonl."""
+    """Run (or resume) the benchmark and write DIR/report.html, DIR/metrics.json, DIR/conversations.jsonl. With a
+    model as --user, its messages are audited against the plan by the (first) judge."""
     from carryon.config import RunConfig
     from carryon.models.local import DEFAULT_LOCAL
     from carryon import pipeline
@@ -102,7 +104,8 @@ def run(
     started = time.perf_counter()
     try:
         with _progress(quiet) as tick:
-            outcome = pipeline.run(config, force_new=force_new, rejudge=rejudge, tick=tick)
+            outcome = pipeline.run(config, force_new=force_new, rejudge=rejudge, tick=tick,
+                                   exclude_off_script=exclude_off_script)  # fmt: skip
     except CarryOnError as error:
         fail(error)
     except KeyboardInterrupt:
@@ -114,26 +117,95 @@ def run(
     if outcome.failed_judgements:
         console.print(f"[yellow]judging of {outcome.failed_judgements} response(s) failed after retries; "
                       "re-run the same command to retry them[/]")  # fmt: skip
+    if outcome.failed_audits:
+        console.print(f"[yellow]the audit of {outcome.failed_audits} user message(s) failed after retries; "
+                      "re-run the same command to retry them[/]")  # fmt: skip
     if outcome.unscored:
         console.print(f"{outcome.unscored} judgement(s) unscored (counted in metrics.json and the report)")
     out_console.print(f"report: {(out / 'report.html').resolve()}  ({time.perf_counter() - started:.1f}s)", highlight=False)
     out_console.print(outcome.summary, highlight=False)
-    if outcome.failed_conversations or outcome.failed_judgements:
+    if outcome.failed_conversations or outcome.failed_judgements or outcome.failed_audits:
         raise typer.Exit(1)
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    exclude_off_script: Annotated[bool, typer.Option("--exclude-off-script", help="leave conversations whose simulated user went off script (by the audit) out of the headline")] = False,
+) -> None:
     """Rewrite DIR/report.html, DIR/metrics.json and DIR/conversations.jsonl from the store (no model calls)."""
     from carryon.pipeline import open_run, write_outputs
 
     try:
         with open_run(run_dir) as store:
-            write_outputs(store)
+            write_outputs(store, exclude_off_script=exclude_off_script)
     except CarryOnError as error:
         fail(error)
     out_console.print(f"report: {(run_dir / 'report.html').resolve()}", highlight=False)
     out_console.print("model calls: 0 made, 0 from cache", highlight=False)
+
+
+@app.command()
+def audit(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    judge: Annotated[Optional[str], typer.Option(help="audit judge, provider/model (default: the run's first judge)")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="base URL for an openai-api/ judge")] = None,
+    concurrency: Annotated[int, typer.Option(help="user messages audited at once (local judge: 1)")] = 8,
+    timeout: Annotated[float, typer.Option(help="seconds per model request")] = 120.0,
+    exclude_off_script: Annotated[bool, typer.Option("--exclude-off-script", help="leave conversations whose simulated user went off script out of the headline")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Audit the simulated user of a finished run: per user message, the move it made vs the planned one, whether a
+    non-intent move reveals a purpose, whether it states checklist items itself; role confusion and fallbacks.
+    Rewrites metrics.json (a `simulator` section per target) and report.html."""
+    from carryon.data.schema import Item
+    from carryon.models.registry import parse_model_name
+    from carryon.pipeline import audit_run, open_run, write_outputs
+
+    try:
+        if concurrency < 1:
+            raise BadInput("--concurrency: must be at least 1")
+        with open_run(run_dir) as store:
+            config = store.get_meta("config") or {}
+            name = judge or (config.get("judge") or [None])[0]
+            if not name:
+                raise BadInput("--judge: the run names no judge; name one")
+            spec = parse_model_name(name, role="judge", base_url=base_url or config.get("judge_base_url")
+                                    or config.get("base_url"))  # fmt: skip
+            items = {k: Item.model_validate(v) for k, v in store.item_bodies().items()}
+            if spec.provider == "testing":
+                from carryon.testing.models import register_items
+
+                register_items(items.values())
+            with _progress(quiet) as tick:
+                outcome = aio.run(audit_run(store, spec, items, concurrency=concurrency, timeout_s=timeout, tick=tick))
+            metrics = write_outputs(store, exclude_off_script=exclude_off_script)
+    except CarryOnError as error:
+        fail(error)
+    table = Table(title=f"simulated user audit ({name}), % with 95% CI by item")
+    for col in ("target", "user", "messages", "move adherence", "off script", "leaks", "role confusion", "fallback",
+                "flagged convs"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("target", "user") else "right")
+    for target, m in metrics["models"].items():
+        sim = m["simulator"]
+        cells = [_ci(sim[k]) for k in ("move_adherence", "off_script_rate", "leak_rate", "role_confusion_rate",
+                                        "fallback_rate")]  # fmt: skip
+        table.add_row(target, str(sim["user"]), str(sim["n_messages"]), *cells,
+                      f"{sim['flagged_conversations']} of {sim['n_conversations']}")  # fmt: skip
+    out_console.print(table)
+    if outcome.failed_audits:
+        console.print(f"[yellow]the audit of {outcome.failed_audits} user message(s) failed after retries; "
+                      "re-run the same command to retry them[/]")  # fmt: skip
+    out_console.print(f"report: {(run_dir / 'report.html').resolve()}", highlight=False)
+    out_console.print(outcome.summary, highlight=False)
+    if outcome.failed_audits:
+        raise typer.Exit(1)
+
+
+def _ci(summary: dict[str, Any]) -> str:
+    if summary.get("mean") is None:
+        return "—"
+    return f"{100 * summary['mean']:.0f} [{100 * summary['ci_low']:.0f}, {100 * summary['ci_high']:.0f}]"
 
 
 @app.command()

@@ -24,6 +24,8 @@ from carryon.config import IDENTITY_FIELDS, SCRIPTED, RunConfig
 from carryon.data.load import builtin_path, load_items
 from carryon.data.schema import Item
 from carryon.errors import BadInput, CarryOnError, ModelCallError
+from carryon.judge.audit import count_pending_audits, run_audit
+from carryon.judge.audit import prompt_versions as audit_prompt_versions
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
 from carryon.models.base import ChatClient
@@ -53,6 +55,7 @@ class RunOutcome:
     failed_conversations: int
     unscored: int
     failed_judgements: int = 0
+    failed_audits: int = 0
 
     @property
     def summary(self) -> str:
@@ -188,12 +191,44 @@ async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClie
     return unscored, failed
 
 
+async def _audit(store: Store, caller: CachedCaller, client: ChatClient, items: dict[str, Item], concurrency: int,
+                 tick: Tick | None) -> tuple[int, int]:  # fmt: skip
+    """Audit the simulated user's messages not yet audited; messages whose audit failed get one more pass."""
+    total = count_pending_audits(store, items, client.name)
+    unscored, failed = await run_audit(store, caller, client, items, concurrency, _counter(tick, "user audit", total))
+    if failed:
+        more, failed = await run_audit(store, caller, client, items, concurrency)
+        unscored += more
+    return unscored, failed
+
+
+async def audit_run(store: Store, judge: ModelSpec, items: dict[str, Item], *, concurrency: int = 8,
+                    timeout_s: float = 120.0, tick: Tick | None = None) -> RunOutcome:  # fmt: skip
+    """`carryon audit DIR`: audit a finished run's simulated user with `judge` (model calls only for messages not yet
+    audited by it)."""
+    caller = CachedCaller(store)
+    if count_pending_audits(store, items, judge.name):
+        preflight([judge])
+        async with ModelPool(concurrency=concurrency, timeout_s=timeout_s) as pool:
+            conc = 1 if judge.provider == "local" else concurrency
+            try:
+                unscored, failed = await _audit(store, caller, pool.client("judge", judge), items, conc, tick)
+            except BaseExceptionGroup as group:
+                raise _unwrap(group) from None
+        return RunOutcome(store.run_dir, caller.made, caller.from_cache, 0, unscored, failed_audits=failed)
+    store.set_meta("audit", {"judge": judge.name, "prompt_versions": audit_prompt_versions()})
+    return RunOutcome(store.run_dir, 0, 0, 0, 0)
+
+
 async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[str, Item], tick: Tick | None) -> RunOutcome:
     caller = CachedCaller(store)
     todo = [r for r in store.plan() if r["status"] != "done" and r["item_id"] in items]
     judges = [j.name for j in roles.judges]
-    failed = unscored = judge_failed = 0
-    if not todo and not count_pending(store, items, judges):
+    failed = unscored = judge_failed = audit_failed = 0
+    # a model plays the user: its messages are audited against the plan by the first judge
+    auditor = roles.judges[0].name if roles.user is not None else None
+    audits_pending = bool(auditor) and bool(count_pending_audits(store, items, auditor or ""))
+    if not todo and not count_pending(store, items, judges) and not audits_pending:
         return RunOutcome(config.out, 0, 0, 0, 0)  # finished: open no model at all
     preflight([roles.target, *([roles.user] if roles.user else []), *roles.judges])
     # llama.cpp serves one request at a time: keep a conversation's turns together (its KV cache makes turns 2+
@@ -211,6 +246,9 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
                 engine = Engine(store, caller, target, user, items, settings)
                 failed = await _rollout(engine, store, todo, items, conv_conc, tick)
             unscored, judge_failed = await _judge(store, caller, judge_clients, items, config, judge_conc, tick)
+            if auditor:
+                more, audit_failed = await _audit(store, caller, judge_clients[auditor], items, judge_conc, tick)
+                unscored += more
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
         finally:
@@ -218,16 +256,17 @@ async def _execute(store: Store, config: RunConfig, roles: Roles, items: dict[st
                 limiter = getattr(client, "limiter", None)
                 if limiter is not None and len(limiter.history) > 1:
                     store.add_limit_history(key.split(":", 1)[0], limiter.history)
-    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed)
+    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed, audit_failed)
 
 
-def write_outputs(store: Store) -> dict[str, Any]:
+def write_outputs(store: Store, *, exclude_off_script: bool = False) -> dict[str, Any]:
     """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls), in
-    one streaming pass: each conversation goes to the exports as the analysis reads it."""
+    one streaming pass: each conversation goes to the exports as the analysis reads it. `exclude_off_script`: leave
+    conversations whose simulated user went off script out of the aggregates (metrics/simulator.py)."""
     out = store.run_dir
     target = (store.get_meta("config") or {}).get("target", "unknown")
     with ConversationExport(out, store.item_bodies(), target) as export:
-        metrics = compute_metrics(store, export.add)
+        metrics = compute_metrics(store, export.add, exclude_off_script=exclude_off_script)
     write_json(out / "metrics.json", metrics)
     meta = {k: v for k, v in metrics.items() if k != "models"}
     sample, total = browser_sample([export.jsonl_path], export.flagged)
@@ -235,7 +274,8 @@ def write_outputs(store: Store) -> dict[str, Any]:
     return metrics
 
 
-def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None) -> RunOutcome:
+def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None,
+        exclude_off_script: bool = False) -> RunOutcome:  # fmt: skip
     """Run (or resume) the benchmark described by `config`; raises BadInput before any call on bad input."""
     roles = check_roles(config)
     dataset_sha, dataset_path = dataset_fingerprint(config.dataset)
@@ -258,7 +298,7 @@ def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, ti
             outcome = aio.run(_execute(store, config, roles, {i.id: i for i in items}, tick))
         except ModelCallError as error:
             raise CarryOnError(str(error)) from None
-        write_outputs(store)
+        write_outputs(store, exclude_off_script=exclude_off_script)
     return outcome
 
 

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS plan (
   moves TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', stop_reason TEXT, ord INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS turns (
   conv_id TEXT NOT NULL, idx INTEGER NOT NULL, move TEXT, user_text TEXT NOT NULL, response TEXT NOT NULL,
-  finish_reason TEXT NOT NULL, user_fallback INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (conv_id, idx));
+  finish_reason TEXT NOT NULL, user_fallback INTEGER NOT NULL DEFAULT 0, user_rejected INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (conv_id, idx));
 CREATE TABLE IF NOT EXISTS judgements (
   conv_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, judge TEXT NOT NULL, prompt TEXT NOT NULL,
   score REAL, value TEXT, unscored_reason TEXT, raw TEXT NOT NULL,
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS call_log (
   id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, role TEXT NOT NULL, model TEXT NOT NULL,
   cached INTEGER NOT NULL, latency_s REAL NOT NULL, ts REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS audits (
+  conv_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, judge TEXT NOT NULL, prompt TEXT NOT NULL,
+  score REAL, value TEXT, unscored_reason TEXT, raw TEXT NOT NULL,
+  PRIMARY KEY (conv_id, idx, kind, judge));
 CREATE INDEX IF NOT EXISTS plan_ord ON plan (ord);
 CREATE TABLE IF NOT EXISTS limits (role TEXT NOT NULL, ts REAL NOT NULL, value INTEGER NOT NULL);
 """
@@ -61,8 +66,16 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.executescript(_DDL)
+        self._migrate()
         self.db.row_factory = sqlite3.Row
         self._last_commit = time.monotonic()
+
+    def _migrate(self) -> None:
+        """Columns added since a store was made: `turns.user_rejected` (drafts of a user model rejected as role
+        confusion). Older runs read as 0."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(turns)")}
+        if "user_rejected" not in columns:
+            self.db.execute("ALTER TABLE turns ADD COLUMN user_rejected INTEGER NOT NULL DEFAULT 0")
 
     def __enter__(self) -> Store:
         return self
@@ -148,10 +161,11 @@ class Store:
             self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
 
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
-                 user_fallback: bool = False) -> None:  # fmt: skip
+                 user_fallback: bool = False, user_rejected: int = 0) -> None:  # fmt: skip
         self._write(
-            "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),
+            "INSERT INTO turns (conv_id, idx, move, user_text, response, finish_reason, user_fallback, user_rejected) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback), user_rejected),
         )
 
     def finish_conversation(self, conv_id: str, status: str, stop_reason: str) -> None:
@@ -181,6 +195,33 @@ class Store:
             "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
         )
+
+    # -- simulator audit (verdicts on the user's messages; judge/audit.py) ---------------------------------------
+    def add_audit(self, conv_id: str, idx: int, kind: str, judge: str, prompt: str, score: float | None,
+                  value: Any, unscored_reason: str | None, raw: str) -> None:  # fmt: skip
+        self._write(
+            "INSERT OR REPLACE INTO audits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
+        )
+
+    def audits_of(self, conv_id: str, judge: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT idx, kind, score, value, unscored_reason FROM audits WHERE conv_id=? AND judge=? ORDER BY idx, kind",
+            (conv_id, judge),
+        ).fetchall()
+
+    def count_missing_audits(self, item_ids: list[str], judge: str, kinds: tuple[str, ...]) -> int:
+        """User messages (turns with a move) of finished conversations of `item_ids` lacking an audit verdict."""
+        marks = ",".join("?" * len(item_ids))
+        total = 0
+        for kind in kinds:
+            total += self.db.execute(
+                f"SELECT COUNT(*) FROM plan p JOIN turns t USING (conv_id) WHERE p.status='done' AND t.move IS NOT NULL "
+                f"AND p.item_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM audits a "
+                "WHERE a.conv_id=t.conv_id AND a.idx=t.idx AND a.kind=? AND a.judge=?)",
+                [*item_ids, kind, judge],
+            ).fetchone()[0]
+        return int(total)
 
     def drop_judgements(self) -> None:
         with self._durable():

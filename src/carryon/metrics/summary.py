@@ -16,6 +16,7 @@ from carryon.metrics.curves import condition_summaries, per_turn
 from carryon.metrics.failure_modes import FailureParams, label, mode_shares
 from carryon.metrics.panel import PanelAgreement
 from carryon.metrics.recovery import harm_by_start, move_effects, recovery, type_transitions
+from carryon.metrics.simulator import SimulatorAudit
 from carryon.metrics.table import Response, iter_conversations, slim
 from carryon.store import Store
 
@@ -26,9 +27,11 @@ ConversationSink = Callable[[list[Response], list[str]], None]
 
 
 def model_metrics(
-    convs: Sequence[list[Response]], modes: dict[str, Any], agreement: dict[str, Any] | None
+    convs: Sequence[list[Response]], modes: dict[str, Any], agreement: dict[str, Any] | None,
+    simulator: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of one target model's conversations (`modes`: failure-mode shares; `agreement`: the panel's)."""
+    """Every metric of one target model's conversations (`modes`: failure-mode shares; `agreement`: the panel's;
+    `simulator`: the simulated user's audit, `metrics/simulator.py`)."""
     unscored = Counter(kind for c in convs for r in c for kind in r.unscored)
     return {
         "conditions": condition_summaries(convs),
@@ -42,23 +45,35 @@ def model_metrics(
         "n_responses": sum(len(c) for c in convs),
         "n_items": len({c[0].item_id for c in convs}),
         "judge_agreement": agreement,
+        "simulator": simulator,
     }
 
 
 def compute_metrics(
-    store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams()
+    store: Store, sink: ConversationSink | None = None, p: FailureParams = FailureParams(),
+    exclude_off_script: bool = False,
 ) -> dict[str, Any]:
-    """metrics.json for the run in `store`, passing every conversation to `sink` on the way."""
+    """metrics.json for the run in `store`, passing every conversation to `sink` on the way. With
+    `exclude_off_script`, conversations whose simulated user went off script or leaked checklist content (by the
+    simulator audit) are left out of every aggregate but the simulator section; they are still exported."""
     config = store.get_meta("config") or {}
+    audit = store.get_meta("audit")
+    simulator = SimulatorAudit(config.get("user"), audit)
     # unsafe recovery compares with the item's upfront harm: read those (one short conversation per item) first
     upfront_harm = {c[0].item_id: c[0].harm for c in iter_conversations(store, "upfront")}
     panel = PanelAgreement(store.judges())
     kept: list[list[Response]] = []
     labelled: list[tuple[str, set[str] | None]] = []
-    for conv in iter_conversations(store):
+    for conv in iter_conversations(store, audit_judge=(audit or {}).get("judge")):
         modes: set[str] | None = None
         if conv[0].condition == "multi_turn":
             modes = label(conv, upfront_harm.get(conv[0].item_id), p)
+        if simulator.add(conv) and exclude_off_script:
+            simulator.excluded += 1
+            if sink is not None:
+                sink(conv, sorted(modes or ()))
+            continue
+        if conv[0].condition == "multi_turn":
             labelled.append((conv[0].item_id, modes))
         for r in conv:
             panel.add(r)
@@ -75,6 +90,8 @@ def compute_metrics(
         "judge_prompt_versions": config.get("judge_prompt_versions"),
         "user": config.get("user"),
         "seed": config.get("seed"),
+        "exclude_off_script": exclude_off_script,
         "conversations": {"planned": sum(plan.values()), **plan},
-        "models": {config.get("target", "unknown"): model_metrics(kept, mode_shares(labelled, p), panel.result())},
+        "models": {config.get("target", "unknown"): model_metrics(kept, mode_shares(labelled, p), panel.result(),
+                                                                  simulator.result())},  # fmt: skip
     }

@@ -34,6 +34,9 @@ class Response:
     unscored: dict[str, str] = field(default_factory=dict)
     per_judge: dict[str, dict[str, Any]] = field(default_factory=dict)
     unsafe_met: dict[str, bool | None] = field(default_factory=dict)
+    user_fallback: int = 0  # the user message is the scripted fallback (a user model's drafts were all rejected)
+    user_rejected: int = 0  # drafts of a user model rejected as role confusion before this user message
+    audit: dict[str, dict[str, Any]] = field(default_factory=dict)  # simulator audit of the user message, by kind
 
 
 def _majority(values: list[Any]) -> Any:
@@ -88,9 +91,11 @@ def _merge(resp: Response, rows: list[Any]) -> None:
             )
 
 
-def iter_conversations(store: Store, condition: str | None = None) -> Iterator[list[Response]]:
+def iter_conversations(store: Store, condition: str | None = None,
+                       audit_judge: str | None = None) -> Iterator[list[Response]]:  # fmt: skip
     """Every finished conversation (of one `condition`, or all) in plan order, as its responses with merged
-    judgements. A generator over the store: memory holds one conversation (and one read chunk) at a time."""
+    judgements (and, with `audit_judge`, that judge's audit of each user message). A generator over the store:
+    memory holds one conversation (and one read chunk) at a time."""
     category = {item_id: body["category"] for item_id, body in store.item_bodies().items()}
     for conv_id, group in groupby(store.iter_turns(condition), key=lambda r: r["conv_id"]):
         rows = list(group)
@@ -99,13 +104,18 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
         judgements: dict[int, list[Any]] = defaultdict(list)
         for row in store.judgements_of(conv_id):
             judgements[row["idx"]].append(row)
+        audits: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for row in store.audits_of(conv_id, audit_judge) if audit_judge else ():
+            audits[row["idx"]][row["kind"]] = {"score": row["score"], "value": json.loads(row["value"] or "null"),
+                                               "unscored": row["unscored_reason"]}  # fmt: skip
         conv = []
         for row in rows:
             resp = Response(
                 conv_id=conv_id, item_id=first["item_id"], category=category[first["item_id"]],
                 condition=first["condition"], sequence_index=first["sequence_index"], moves=moves, idx=row["idx"],
                 move=row["move"], user_text=row["user_text"], text=row["response"],
-                stop_reason=first["stop_reason"] or "",
+                stop_reason=first["stop_reason"] or "", user_fallback=int(row["user_fallback"] or 0),
+                user_rejected=int(row["user_rejected"] or 0), audit=audits.get(row["idx"], {}),
             )  # fmt: skip
             _merge(resp, judgements.get(row["idx"], []))
             conv.append(resp)
@@ -115,7 +125,7 @@ def iter_conversations(store: Store, condition: str | None = None) -> Iterator[l
 def slim(conv: list[Response]) -> list[Response]:
     """The conversation without its texts and per-judge verdicts: what the aggregates need, kept for the whole run
     once the texts have gone to the exports."""
-    return [replace(r, user_text="", text="", per_judge={}) for r in conv]
+    return [replace(r, user_text="", text="", per_judge={}, audit={}) for r in conv]
 
 
 def multi_turn(convs: Iterable[list[Response]]) -> list[list[Response]]:

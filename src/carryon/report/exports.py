@@ -12,6 +12,7 @@ from typing import Any
 
 from carryon.data.schema import numbered
 from carryon.metrics.curves import cumulative_and_novel
+from carryon.metrics.simulator import flagged, message_flags
 from carryon.metrics.table import Response
 
 
@@ -28,6 +29,7 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
         "moves": list(first.moves),
         "stop_reason": first.stop_reason,
         "failure_modes": modes,
+        "user_off_script": flagged(conv),
         "checklist": {e.id: e.text for e in numbered(item["checklist"], "c")},
         "unsafe_content": {e.id: e.text for e in numbered(item["unsafe_content"], "u")},
         "turns": [
@@ -43,6 +45,8 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
                 "response_type": r.rtype,
                 "unscored": r.unscored,
                 "judgements": r.per_judge,
+                **({"user_audit": {**message_flags(r), "verdicts": r.audit}} if r.move else {}),
+                **({"user_fallback": r.user_fallback, "user_rejected": r.user_rejected} if r.move else {}),
             }
             for r in conv
         ],
@@ -60,7 +64,7 @@ TURN_COLUMNS = {
 
 class ConversationExport:
     """Writes conversations.jsonl and turns.parquet in `out`, one conversation at a time (`add`), and remembers for
-    each line whether it has a failure mode (for the report's conversation browser). Use as a context manager: the
+    each line whether it has a failure mode or an off-script user (for the report's conversation browser). Use as a context manager: the
     files get their real names only when it exits without error."""
 
     BATCH_ROWS = 2_000
@@ -82,7 +86,7 @@ class ConversationExport:
     def add(self, conv: list[Response], modes: list[str]) -> None:
         record = conversation_record(conv, modes, self.items[conv[0].item_id], self.model)
         self._jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.flagged.append(bool(modes))
+        self.flagged.append(bool(modes) or record["user_off_script"])
         shared = {
             "conv_id": record["conv_id"], "model": self.model, "item_id": record["item_id"],
             "category": record["category"], "condition": record["condition"],

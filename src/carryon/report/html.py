@@ -56,7 +56,7 @@ def browser_sample(paths: list[Path], flagged: list[bool] | None = None) -> tupl
     """The conversations for the page, read from conversations.jsonl files (`flagged`: whether each line has a
     failure mode, if the caller already knows; otherwise one extra pass reads it), and how many there are in all."""
     if flagged is None:
-        flagged = [bool(r["failure_modes"]) for r in iter_records(paths)]
+        flagged = [bool(r["failure_modes"]) or bool(r.get("user_off_script")) for r in iter_records(paths)]
     picks = browser_picks(flagged)
     return [r for i, r in enumerate(iter_records(paths)) if i in picks], len(flagged)
 
@@ -70,6 +70,7 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
         "category": sorted({c["category"] for c in conversations}),
         "sequence": sorted({" → ".join(c["moves"]) or "(upfront)" for c in conversations}),
         "failure": ["none", "lock_in", "unsafe_recovery", "repetitive_recovery"],
+        "user": ["on script", "off script"],
     }
     from carryon.judge.validated import judge_notes
 

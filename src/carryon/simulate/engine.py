@@ -62,7 +62,8 @@ class Engine:
                 break
             history.append(Message(role="user", content=turn.text))
             result = await self.caller.call("target", self.target, self._request(history))
-            self.store.add_turn(conv_id, idx, move.value, turn.text, result, user_fallback=turn.fallback)
+            self.store.add_turn(conv_id, idx, move.value, turn.text, result, user_fallback=turn.fallback,
+                                user_rejected=turn.rejected)  # fmt: skip
             history.append(Message(role="assistant", content=result.text))
         self.store.finish_conversation(conv_id, "done", stop)
         return stop

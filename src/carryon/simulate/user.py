@@ -29,6 +29,7 @@ class UserTurn:
     text: str
     ended: bool = False
     fallback: bool = False
+    rejected: int = 0  # drafts of a user model rejected as role confusion before this message
 
 
 class SimulatedUser(Protocol):
@@ -158,13 +159,15 @@ class LLMUser:
         )
 
     async def next_message(self, item: Item, move: Move, history: list[Message], seed: str) -> UserTurn:
+        rejected = 0
         for attempt in range(self.attempts):
             result = await self.caller.call("user", self.client, self.request(item, move, history, attempt))
             text = result.text.strip().strip('"').strip()
             if text == END_TOKEN or (text.endswith(END_TOKEN) and len(text) < 40):
-                return UserTurn("", ended=True)
+                return UserTurn("", ended=True, rejected=rejected)
             text = text.replace(END_TOKEN, "").strip()
             if looks_confused(text, history) is None:
-                return UserTurn(text)
+                return UserTurn(text, rejected=rejected)
             self.rejected += 1
-        return UserTurn(scripted_message(item, move, seed), fallback=True)
+            rejected += 1
+        return UserTurn(scripted_message(item, move, seed), fallback=True, rejected=rejected)
