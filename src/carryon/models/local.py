@@ -136,8 +136,13 @@ LOG_LINES = 8
 class LocalServer:
     """A llama.cpp OpenAI-compatible server on a free loopback port, alive inside a `with` block."""
 
-    def __init__(self, gguf: Path, alias: str, *, n_ctx: int = 4096, threads: int | None = None) -> None:
+    def __init__(self, gguf: Path, alias: str, *, n_ctx: int = 4096, threads: int | None = None,
+                 logits_all: bool = False) -> None:  # fmt: skip
         self.gguf, self.alias, self.n_ctx = gguf, alias, n_ctx
+        self.logits_all = logits_all
+        """llama-cpp-python's server defaults to keeping the logits of every prompt token (needed only for logprobs,
+        which CarryOn never asks for): off, prompt evaluation skips the output layer for all but the last token
+        and the copy of 152k floats per token (docs/performance.md)."""
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -157,6 +162,7 @@ class LocalServer:
             "--model", str(self.gguf), "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_threads", str(self.threads), "--n_ctx", str(self.n_ctx),
+            "--logits_all", "true" if self.logits_all else "false",
         ]  # fmt: skip
         log = self._log_path.open("wb")
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
