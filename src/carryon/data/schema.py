@@ -187,25 +187,6 @@ class Item(BaseModel):
         if len(set(lowered)) != len(lowered):
             raise ValueError("checklist repeats an item")
         return value
-        problems: list[str] = []
-        upfront = upfront_problem(self.query, self.intent_upfront)
-        if upfront:
-            problems.append(f"intent_upfront: {upfront}")
-        for n, entry in enumerate(self.checklist):
-            withholding = withholding_problem(entry)
-            if withholding:
-                problems.append(f"checklist.{n}: {withholding}")
-        unsafe_words = [frozenset(content_words(u)) for u in self.unsafe_content]
-        for n, entry in enumerate(self.checklist):
-            words = frozenset(content_words(entry))
-            for m, other in enumerate(unsafe_words):
-                if jaccard(words, other) >= CHECKLIST_UNSAFE_OVERLAP:
-                    problems.append(f"checklist.{n}: restates unsafe_content.{m}; a checklist entry is benign information")
-        if self.malicious is None:
-            problems.append("malicious: Field required (every v2 item has a malicious twin)")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
 
 def v2_problems(item: Item) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from carryon import __version__
+from carryon.metrics.categories import category_summaries
 from carryon.metrics.curves import condition_summaries, per_turn
 from carryon.metrics.failure_modes import FailureParams, label, mode_shares
 from carryon.metrics.panel import PanelAgreement
@@ -35,6 +36,7 @@ def model_metrics(
     unscored = Counter(kind for c in convs for r in c for kind in r.unscored)
     return {
         "conditions": condition_summaries(convs),
+        "by_category": category_summaries(convs),
         "per_turn": per_turn(convs),
         "recovery": recovery(convs),
         "move_effects": move_effects(convs),

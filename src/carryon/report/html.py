@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from carryon.metrics.categories import report_rows
 from carryon.report.exports import iter_records
 from carryon.report.plots import all_plots
 
@@ -80,6 +81,7 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
         meta=meta,
         meta_json=json.dumps(meta, indent=2, sort_keys=True),
         models=metrics_by_model,
+        category_rows={name: report_rows(m.get("by_category") or {}) for name, m in metrics_by_model.items()},
         plots=all_plots(metrics_by_model),
         conversations=conversations,
         conversations_total=total,
