@@ -61,6 +61,10 @@ def test_off_script_user_is_caught(tmp_path: Path, small_dataset: Path) -> None:
     multi = [c for c in lines if c["condition"] == "multi_turn"]
     assert multi and all(c["user_off_script"] for c in multi)
     assert all(t["user_audit"]["off_script"] for c in multi for t in c["turns"][1:])
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "testing_off-script-user" / "turns.parquet").to_pylist()
+    assert all(json.loads(r["user_audit"])["off_script"] for r in rows if r["condition"] == "multi_turn" and r["idx"])
     page = (tmp_path / "testing_off-script-user" / "report.html").read_text()
     assert 'id="simulator"' in page and "user off script" in page
 
@@ -118,3 +122,8 @@ def test_off_script_rule(move: str, audit: dict, expected: bool | None) -> None:
     r = Response("c", "i", "cat", "multi_turn", 0, (move,), 1, move, "", "", "",
                  audit={k: {"value": v} for k, v in audit.items()})  # fmt: skip
     assert message_flags(r)["off_script"] is expected
+
+
+def test_audit_of_a_directory_without_a_run_is_bad_input(tmp_path: Path) -> None:
+    result = run_cli("audit", str(tmp_path))
+    assert result.returncode == 2 and "no CarryOn run here" in result.stderr

@@ -58,7 +58,7 @@ TURN_COLUMNS = {
     "sequence_index": "int64", "moves": "string", "stop_reason": "string", "failure_modes": "string",
     "idx": "int64", "move": "string", "user": "string", "response": "string", "ben_util": "float64",
     "cumulative_util": "float64", "novel_util": "float64", "harm": "float64", "response_type": "string",
-    "items_met": "string", "unsafe_met": "string", "unscored": "string",
+    "items_met": "string", "unsafe_met": "string", "unscored": "string", "user_audit": "string",
 }  # fmt: skip
 
 
@@ -99,6 +99,7 @@ class ConversationExport:
                 "ben_util": r.ben_util, "cumulative_util": cum, "novel_util": nov, "harm": r.harm,
                 "response_type": r.rtype, "items_met": json.dumps(r.items_met),
                 "unsafe_met": json.dumps(r.unsafe_met), "unscored": json.dumps(r.unscored),
+                "user_audit": json.dumps(message_flags(r)) if r.move else None,
             }  # fmt: skip
             for name, value in row.items():
                 self._rows[name].append(value)
