@@ -61,9 +61,9 @@ def test_turns_stream_in_plan_order_whatever_the_chunk_and_missing_judgements_ar
 
 def _without_added(models: dict[str, Any]) -> dict[str, Any]:
     """metrics.json `models` less the keys added since 0.1.0 (by_category, provider_refusal_rate per condition; the
-    intent metrics, the malicious twin's conditions and its failure mode, user_fallbacks)."""
+    intent metrics, the malicious twin's conditions and its failure mode, user_fallbacks, the simulator audit)."""
     added = {"by_category", "per_turn_malicious", "discrimination", "intent_gap", "malicious_harm_rise",
-             "recovery_vs_hold", "user_fallbacks"}  # fmt: skip
+             "recovery_vs_hold", "user_fallbacks", "simulator"}  # fmt: skip
     out = {}
     for name, body in models.items():
         body = {k: v for k, v in body.items() if k not in added}

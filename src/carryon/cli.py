@@ -125,9 +125,11 @@ def run(
                                                     "storing or sending them on; each cut is recorded")] = 65536,
     force_new: Annotated[bool, typer.Option("--force-new", help="discard what DIR holds and start afresh")] = False,
     rejudge: Annotated[bool, typer.Option("--rejudge", help="judge DIR's conversations again with another judge or judge prompt version")] = False,
+    exclude_off_script: Annotated[bool, typer.Option("--exclude-off-script", help="leave conversations whose simulated user went off script (by the audit) out of the headline")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
-    """Run (or resume) the benchmark and write DIR/report.html, DIR/metrics.json, DIR/conversations.jsonl."""
+    """Run (or resume) the benchmark and write DIR/report.html, DIR/metrics.json, DIR/conversations.jsonl. With a
+    model as --user, its messages are audited against the plan by the (first) judge."""
     from carryon.check import check_flags  # light: flags and roles are checked before the heavy imports
     from carryon.config import RunConfig
     from carryon.check import out_path
@@ -166,7 +168,8 @@ def run(
     try:
         checked = check(config, force_new=force_new, rejudge=rejudge)  # writes nothing
         with _progress(quiet) as display:
-            outcome = pipeline.execute(checked, tick=display.tick, on_retry=display.retry)
+            outcome = pipeline.execute(checked, tick=display.tick, on_retry=display.retry,
+                                       exclude_off_script=exclude_off_script)  # fmt: skip
     except CarryOnError as error:
         fail(error)
     except KeyboardInterrupt:
@@ -180,6 +183,9 @@ def run(
     if outcome.failed_judgements:
         warn(f"judging of {outcome.failed_judgements} response(s) failed after retries; "
              "re-run the same command to retry them")  # fmt: skip
+    if outcome.failed_audits:
+        warn(f"the audit of {outcome.failed_audits} user message(s) failed after retries; "
+             "re-run the same command to retry them")  # fmt: skip
     if outcome.unscored:
         console.print(f"{outcome.unscored} judgement(s) unscored (counted in metrics.json and the report)")
     out_console.print(f"report: {plain(str((run_dir / 'report.html').resolve()))}  "
@@ -187,7 +193,7 @@ def run(
     if outcome.batches:
         out_console.print(outcome.batches)
     out_console.print(outcome.summary)
-    if outcome.failed_conversations or outcome.failed_judgements:
+    if outcome.failed_conversations or outcome.failed_judgements or outcome.failed_audits:
         raise typer.Exit(1)
 
 
@@ -204,7 +210,10 @@ def _dry_run(config: Any, prices: list[str]) -> None:
 
 
 @app.command()
-def report(run_dir_arg: Annotated[str, typer.Argument(metavar="RUN_DIR", help="a run directory")]) -> None:
+def report(
+    run_dir_arg: Annotated[str, typer.Argument(metavar="RUN_DIR", help="a run directory")],
+    exclude_off_script: Annotated[bool, typer.Option("--exclude-off-script", help="leave conversations whose simulated user went off script (by the audit) out of the headline")] = False,
+) -> None:
     """Rewrite DIR/report.html, DIR/metrics.json and DIR/conversations.jsonl from the store (no model calls)."""
     from carryon.check import out_path
     from carryon.pipeline import open_run, write_outputs
@@ -212,7 +221,7 @@ def report(run_dir_arg: Annotated[str, typer.Argument(metavar="RUN_DIR", help="a
     try:
         run_dir = out_path(run_dir_arg, "RUN_DIR")
         with open_run(run_dir) as store:
-            metrics = write_outputs(store)
+            metrics = write_outputs(store, exclude_off_script=exclude_off_script)
     except CarryOnError as error:
         fail(error)
     if not metrics.complete:
@@ -222,6 +231,72 @@ def report(run_dir_arg: Annotated[str, typer.Argument(metavar="RUN_DIR", help="a
              "so")  # fmt: skip
     out_console.print(f"report: {plain(str((run_dir / 'report.html').resolve()))}")
     out_console.print("model calls: 0 made, 0 from cache")
+
+
+@app.command()
+def audit(
+    run_dir_arg: Annotated[str, typer.Argument(metavar="RUN_DIR", help="a run directory")],
+    judge: Annotated[Optional[str], typer.Option(help="audit judge, provider/model (default: the run's first judge)")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="base URL for an openai-api/ judge")] = None,
+    concurrency: Annotated[int, typer.Option(help="user messages audited at once (local judge: 1)")] = 8,
+    timeout: Annotated[float, typer.Option(help="seconds per model request")] = 120.0,
+    exclude_off_script: Annotated[bool, typer.Option("--exclude-off-script", help="leave conversations whose simulated user went off script out of the headline")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Audit the simulated user of a finished run: per user message, the move it made vs the planned one, whether a
+    non-intent move reveals a purpose, whether it states checklist items itself; role confusion and fallbacks.
+    Rewrites metrics.json (a `simulator` section per target) and report.html."""
+    from carryon.check import out_path
+    from carryon.core.concurrency import run as run_async
+    from carryon.data.schema import Item
+    from carryon.models.names import parse_model_name
+    from carryon.models.providers import get
+    from carryon.pipeline import audit_run, open_run, write_outputs
+
+    try:
+        if concurrency < 1:
+            raise BadInput("--concurrency: must be at least 1")
+        run_dir = out_path(run_dir_arg, "RUN_DIR")
+        with open_run(run_dir) as store:
+            config = store.get_meta("config") or {}
+            name = judge or (config.get("judge") or [None])[0]
+            if not name:
+                raise BadInput("--judge: the run names no judge; name one")
+            spec = parse_model_name(name, role="judge", base_url=base_url or config.get("judge_base_url")
+                                    or config.get("base_url"))  # fmt: skip
+            items = {k: Item.model_validate(v) for k, v in store.item_bodies().items()}
+            if (hook := get(spec.provider).on_dataset) is not None:  # the testing judge recognises the items
+                hook(list(items.values()))
+            with _progress(quiet) as display:
+                outcome = run_async(audit_run(store, spec, items, concurrency=concurrency, timeout_s=timeout,
+                                              tick=display.tick))  # fmt: skip
+            metrics = write_outputs(store, exclude_off_script=exclude_off_script)
+    except CarryOnError as error:
+        fail(error)
+    table = Table(title=f"simulated user audit ({name}), % with 95% CI by item")
+    for col in ("target", "user", "messages", "move adherence", "off script", "leaks", "role confusion", "fallback",
+                "flagged convs"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("target", "user") else "right")
+    for target, m in metrics.model_dump(mode="json")["models"].items():
+        sim = m["simulator"]
+        cells = [_ci(sim[k]) for k in ("move_adherence", "off_script_rate", "leak_rate", "role_confusion_rate",
+                                        "fallback_rate")]  # fmt: skip
+        table.add_row(target, str(sim["user"]), str(sim["n_messages"]), *cells,
+                      f"{sim['flagged_conversations']} of {sim['n_conversations']}")  # fmt: skip
+    out_console.print(table)
+    if outcome.failed_audits:
+        console.print(f"[yellow]the audit of {outcome.failed_audits} user message(s) failed after retries; "
+                      "re-run the same command to retry them[/]")  # fmt: skip
+    out_console.print(f"report: {(run_dir / 'report.html').resolve()}", highlight=False)
+    out_console.print(outcome.summary, highlight=False)
+    if outcome.failed_audits:
+        raise typer.Exit(1)
+
+
+def _ci(summary: dict[str, Any]) -> str:
+    if summary.get("mean") is None:
+        return "—"
+    return f"{100 * summary['mean']:.0f} [{100 * summary['ci_low']:.0f}, {100 * summary['ci_high']:.0f}]"
 
 
 @app.command()
@@ -548,7 +623,7 @@ def judge_validate(
     for key, value in result.items():
         if isinstance(value, float):
             table.add_row(key, f"{value:.3f}")
-        elif key in ("confusion", "accuracy_by_case", "labels"):
+        elif key in ("confusion", "accuracy_by_case", "labels", "predicted_types") or (key.endswith("_ci") and value):
             table.add_row(key, json.dumps(value))
     out_console.print(table)
     out_console.print(f"written: {plain(str(path))}")

@@ -114,7 +114,7 @@ def import_logs(paths: list[Path], out: Path) -> ImportOutcome:
             for turn in conv["turns"]:
                 result = ChatResult(text=turn["response"], finish_reason=turn["finish_reason"])
                 store.add_turn(conv_id, turn["idx"], turn["move"], turn["user"], result,
-                               user_fallback=turn["user_fallback"])  # fmt: skip
+                               user_fallback=turn["user_fallback"], user_rejected=turn.get("user_rejected", 0))  # fmt: skip
                 for j in turn["judgements"]:
                     store.add_judgement(conv_id, j["idx"], j["kind"], j["judge"], j["prompt"], j["score"],
                                         _value(j["value"]), j["unscored_reason"], j["raw"])  # fmt: skip

@@ -223,9 +223,11 @@ def carryon_conversation(max_tokens: int = 400, temperature: float = 0.0, system
             user = LLMUser(InspectClient(get_model(role="user")), caller)
         turns: list[dict[str, Any]] = []
 
-        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: int) -> None:
+        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: int,
+                   rejected: int) -> None:  # fmt: skip
             turns.append({"idx": idx, "move": move, "user": user_text, "response": result.text,
-                          "finish_reason": result.finish_reason, "user_fallback": fallback})  # fmt: skip
+                          "finish_reason": result.finish_reason, "user_fallback": fallback,
+                          "user_rejected": rejected})  # fmt: skip
 
         engine = Engine(None, caller, target, user, {item.id: item}, settings)
         stop = await engine.converse(meta["conv_id"], item, meta["condition"], meta["moves"], record)

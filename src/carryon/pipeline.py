@@ -23,6 +23,8 @@ from carryon.config import RunConfig
 from carryon.core.contracts import RunMetrics
 from carryon.data.schema import Item
 from carryon.core.errors import BadInput, CarryOnError, ModelCallError
+from carryon.judge.audit import count_pending_audits, run_audit
+from carryon.judge.audit import prompt_versions as audit_prompt_versions
 from carryon.judge.kinds import kinds
 from carryon.judge.runner import count_pending, prompt_versions, run_judges
 from carryon.metrics.summary import compute_metrics
@@ -31,6 +33,7 @@ from carryon.core.contracts import Pending
 from carryon.core.redact import error_line, redact_url
 from carryon.models.batch_api import batch_api
 from carryon.models.names import ModelSpec
+from carryon.models.preflight import preflight
 from carryon.models.providers import get
 from carryon.models.registry import ModelPool
 from carryon.core.io import write_json
@@ -60,6 +63,7 @@ class RunOutcome:
     failed_conversations: int
     unscored: int
     failed_judgements: int = 0
+    failed_audits: int = 0
     notes: list[str] = field(default_factory=list)
     batches: str = ""
     """With --batch: how many batches went to the provider, and how many of an earlier process were collected."""
@@ -166,14 +170,46 @@ async def _judge(store: Store, caller: CachedCaller, clients: dict[str, ChatClie
     return unscored, failed
 
 
+async def _audit(store: Store, caller: CachedCaller, client: ChatClient, items: dict[str, Item], concurrency: int,
+                 tick: Tick | None) -> tuple[int, int]:  # fmt: skip
+    """Audit the simulated user's messages not yet audited; messages whose audit failed get one more pass."""
+    total = count_pending_audits(store, items, client.name)
+    unscored, failed = await run_audit(store, caller, client, items, concurrency, _counter(tick, "user audit", total))
+    if failed:
+        more, failed = await run_audit(store, caller, client, items, concurrency)
+        unscored += more
+    return unscored, failed
+
+
+async def audit_run(store: Store, judge: ModelSpec, items: dict[str, Item], *, concurrency: int = 8,
+                    timeout_s: float = 120.0, tick: Tick | None = None) -> RunOutcome:  # fmt: skip
+    """`carryon audit DIR`: audit a finished run's simulated user with `judge` (model calls only for messages not yet
+    audited by it)."""
+    caller = CachedCaller(store)
+    if count_pending_audits(store, items, judge.name):
+        preflight([judge])
+        async with ModelPool(concurrency=concurrency, timeout_s=timeout_s) as pool:
+            conc = 1 if get(judge.provider).serial else concurrency
+            try:
+                unscored, failed = await _audit(store, caller, pool.client("judge", judge), items, conc, tick)
+            except BaseExceptionGroup as group:
+                raise _unwrap(group) from None
+        return RunOutcome(store.run_dir, caller.made, caller.from_cache, 0, unscored, failed_audits=failed)
+    store.set_meta("audit", {"judge": judge.name, "prompt_versions": audit_prompt_versions()})
+    return RunOutcome(store.run_dir, 0, 0, 0, 0)
+
+
 async def _execute(store: Store, checked: CheckedRun, tick: Tick | None, on_retry: RetryHook | None) -> RunOutcome:
     config, roles = checked.config, checked.roles
     items = {i.id: i for i in checked.items}
     caller = CachedCaller(store)
     todo = [r for r in store.plan() if r.status != "done" and r.item_id in items]
     judges = [j.name for j in roles.judges]
-    failed = unscored = judge_failed = 0
-    if not todo and not count_pending(store, items, judges):
+    failed = unscored = judge_failed = audit_failed = 0
+    # a model plays the user: its messages are audited against the plan by the first judge
+    auditor = roles.judges[0].name if roles.user is not None else None
+    audits_pending = bool(auditor) and bool(count_pending_audits(store, items, auditor or ""))
+    if not todo and not count_pending(store, items, judges) and not audits_pending:
         return RunOutcome(config.out, 0, 0, 0, 0)  # finished: open no model at all
     # llama.cpp serves one request at a time: keep a conversation's turns together (its KV cache makes turns 2+
     # fast) and judge one response after another (its judgements share their prompt prefix).
@@ -213,6 +249,9 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None, on_retr
                 failed = await _rollout(engine, store, todo, items, conv_conc, tick)
             unscored, judge_failed = await _judge(store, caller, judge_clients, items, config, judge_conc, tick,
                                                   parallel_kinds="judge" in batched)  # fmt: skip
+            if auditor:
+                more, audit_failed = await _audit(store, caller, judge_clients[auditor], items, judge_conc, tick)
+                unscored += more
         except BaseExceptionGroup as group:
             raise _unwrap(group) from None
         finally:
@@ -227,7 +266,8 @@ async def _execute(store: Store, checked: CheckedRun, tick: Tick | None, on_retr
         adopted = sum(b.adopted for b in batch_clients)
         batches = (f"provider batches: {sent} submitted ({sum(b.submitted for b in batch_clients)} requests)"
                    + (f", {adopted} of an earlier run collected" if adopted else ""))  # fmt: skip
-    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed, batches=batches)
+    return RunOutcome(config.out, caller.made, caller.from_cache, failed, unscored, judge_failed, audit_failed,
+                      batches=batches)  # fmt: skip
 
 
 def run_status(store: Store, items: frozenset[str] | None) -> tuple[bool, Pending]:
@@ -242,7 +282,7 @@ def run_status(store: Store, items: frozenset[str] | None) -> tuple[bool, Pendin
     return conversations == 0 and judgements == 0, Pending(conversations=conversations, judgements=judgements)
 
 
-def write_outputs(store: Store) -> RunMetrics:
+def write_outputs(store: Store, *, exclude_off_script: bool = False) -> RunMetrics:
     """metrics.json, conversations.jsonl, turns.parquet and report.html from the store alone (no model calls), in
     one streaming pass: each conversation goes to the exports as the analysis reads it. They cover the items of the
     last `carryon run` (its --limit), and say whether the run is complete."""
@@ -251,7 +291,7 @@ def write_outputs(store: Store) -> RunMetrics:
     scope = store.get_meta("scope")
     items = frozenset(scope) if scope is not None else None
     with ConversationExport(out, store.item_bodies(), target) as export:
-        metrics = compute_metrics(store, export.add, items=items)
+        metrics = compute_metrics(store, export.add, items=items, exclude_off_script=exclude_off_script)
     complete, pending = run_status(store, items)
     metrics = metrics.model_copy(update={"complete": complete, "pending": pending})
     data = metrics.model_dump(mode="json")
@@ -262,7 +302,8 @@ def write_outputs(store: Store) -> RunMetrics:
     return metrics
 
 
-def execute(checked: CheckedRun, *, tick: Tick | None = None, on_retry: RetryHook | None = None) -> RunOutcome:
+def execute(checked: CheckedRun, *, tick: Tick | None = None, on_retry: RetryHook | None = None,
+            exclude_off_script: bool = False) -> RunOutcome:  # fmt: skip
     """Run (or resume) a checked run; the first write to its directory happens here, with its lock held for the
     whole run (carryon/rundir.py). The stages, in order: identity → plan → rollout → judge (the two share one model
     pool) → outputs (analyze + report)."""
@@ -273,10 +314,11 @@ def execute(checked: CheckedRun, *, tick: Tick | None = None, on_retry: RetryHoo
     with locked(config.out):
         check_out(config.out, outputs=OUTPUT_FILES)  # again, now that no other command can change it
         prepare_out(config.out, checked.force_new)
-        return _execute_locked(checked, tick, on_retry)
+        return _execute_locked(checked, tick, on_retry, exclude_off_script)
 
 
-def _execute_locked(checked: CheckedRun, tick: Tick | None, on_retry: RetryHook | None) -> RunOutcome:
+def _execute_locked(checked: CheckedRun, tick: Tick | None, on_retry: RetryHook | None,
+                    exclude_off_script: bool = False) -> RunOutcome:  # fmt: skip
     config = checked.config
     with Store(config.out) as store:
         store_identity(store, checked)
@@ -292,7 +334,7 @@ def _execute_locked(checked: CheckedRun, tick: Tick | None, on_retry: RetryHook 
             _outputs_after_a_stop(store)
             raise CarryOnError(error_line(str(error))) from None
         store.commit()  # a stage boundary: what rollout and judging derived is durable before the outputs
-        write_outputs(store)
+        write_outputs(store, exclude_off_script=exclude_off_script)
     outcome.notes = notes
     return outcome
 
@@ -310,9 +352,10 @@ def _outputs_after_a_stop(store: Store) -> None:
 
 
 def run(config: RunConfig, *, force_new: bool = False, rejudge: bool = False, tick: Tick | None = None,
-        on_retry: RetryHook | None = None) -> RunOutcome:  # fmt: skip
+        on_retry: RetryHook | None = None, exclude_off_script: bool = False) -> RunOutcome:  # fmt: skip
     """check, then execute: raises BadInput before anything is written on bad input."""
-    return execute(check(config, force_new=force_new, rejudge=rejudge), tick=tick, on_retry=on_retry)
+    return execute(check(config, force_new=force_new, rejudge=rejudge), tick=tick, on_retry=on_retry,
+                   exclude_off_script=exclude_off_script)
 
 
 @contextmanager

@@ -85,6 +85,16 @@ CREATE TABLE IF NOT EXISTS batch_requests (
   PRIMARY KEY (batch_id, key));
 CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key);
 """,
+    # 6: the simulator audit (judge/audit.py): verdicts on the simulated user's messages, apart from `judgements`
+    # (they judge the user's text, not a response, and are no panel member's votes); and the drafts of a user model
+    # rejected as role confusion before each message. A development build of issue 15 added both on open.
+    """
+ALTER TABLE turns ADD COLUMN user_rejected INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS audits (
+  conv_id TEXT NOT NULL, idx INTEGER NOT NULL, kind TEXT NOT NULL, judge TEXT NOT NULL, prompt TEXT NOT NULL,
+  score REAL, value TEXT, unscored_reason TEXT, raw TEXT NOT NULL,
+  PRIMARY KEY (conv_id, idx, kind, judge));
+""",
 )
 STORE_SCHEMA = len(MIGRATIONS)
 
@@ -167,16 +177,19 @@ class TurnRow:
     """the response's size in bytes when it was cut to the cap (turn_notes)"""
     replaced: int = 0
     """characters of the response replaced by U+FFFD (turn_notes)"""
+    user_rejected: int = 0
+    """drafts of a user model rejected as role confusion before this message"""
 
     COLUMNS: ClassVar[str] = ("t.conv_id, t.idx, t.move, t.user_text, t.response, t.finish_reason, t.user_fallback, "
                               "p.item_id, p.condition, p.sequence_index, p.moves, p.stop_reason, n.truncated_from, "
-                              "COALESCE(n.replaced, 0)")  # fmt: skip
+                              "COALESCE(n.replaced, 0), t.user_rejected")  # fmt: skip
 
     @classmethod
     def from_db(cls, row: tuple[Any, ...]) -> TurnRow:
-        conv_id, idx, move, user_text, response, finish, fallback, item, cond, seq, moves, stop, cut, replaced = row
+        (conv_id, idx, move, user_text, response, finish, fallback, item, cond, seq, moves, stop, cut, replaced,
+         rejected) = row  # fmt: skip
         return cls(conv_id, idx, move, user_text, response, finish, int(fallback or 0), item, cond, seq,
-                   tuple(json.loads(moves)), stop, cut, replaced)  # fmt: skip
+                   tuple(json.loads(moves)), stop, cut, replaced, int(rejected or 0))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,13 +322,14 @@ class Store:
             self.db.execute("UPDATE plan SET status='pending', stop_reason=NULL WHERE conv_id=?", (conv_id,))
 
     def add_turn(self, conv_id: str, idx: int, move: str | None, user_text: str, result: ChatResult,
-                 user_fallback: int = 0) -> None:  # fmt: skip
+                 user_fallback: int = 0, user_rejected: int = 0) -> None:  # fmt: skip
         """`user_fallback`: 0 the user's own message, 1 scripted after confused drafts, 2 scripted because the user
-        model refused to play the persona (simulate.user.UserTurn.fallback_code)."""
+        model refused to play the persona (simulate.user.UserTurn.fallback_code); `user_rejected`: drafts of a user
+        model rejected as role confusion before this message."""
         self._write(
-            "INSERT INTO turns (conv_id, idx, move, user_text, response, finish_reason, user_fallback) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback)),
+            "INSERT INTO turns (conv_id, idx, move, user_text, response, finish_reason, user_fallback, user_rejected) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, idx, move, user_text, result.text, result.finish_reason, int(user_fallback), user_rejected),
         )
         if result.truncated_from is not None or result.replaced:
             self._write("INSERT OR REPLACE INTO turn_notes (conv_id, idx, truncated_from, replaced) VALUES (?, ?, ?, ?)",
@@ -343,6 +357,35 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
         )
+
+    # -- simulator audit (verdicts on the user's messages; judge/audit.py) ---------------------------------------
+    def add_audit(self, conv_id: str, idx: int, kind: str, judge: str, prompt: str, score: float | None,
+                  value: Any, unscored_reason: str | None, raw: str) -> None:  # fmt: skip
+        self._write(
+            "INSERT OR REPLACE INTO audits (conv_id, idx, kind, judge, prompt, score, value, unscored_reason, raw) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (conv_id, idx, kind, judge, prompt, score, json.dumps(value), unscored_reason, raw),
+        )
+
+    def audits_of(self, conv_id: str, judge: str) -> list[JudgementRow]:
+        """One audit judge's verdicts on one conversation's user messages (`value` decoded)."""
+        rows = self.db.execute(
+            f"SELECT {JudgementRow.COLUMNS} FROM audits WHERE conv_id=? AND judge=? ORDER BY idx, kind", (conv_id, judge)
+        )
+        return [JudgementRow.from_db(row) for row in rows]
+
+    def count_missing_audits(self, item_ids: list[str], judge: str, kinds: tuple[str, ...]) -> int:
+        """User messages (turns with a move) of finished conversations of `item_ids` lacking an audit verdict."""
+        marks = ",".join("?" * len(item_ids))
+        total = 0
+        for kind in kinds:
+            total += self.db.execute(
+                f"SELECT COUNT(*) FROM plan p JOIN turns t USING (conv_id) WHERE p.status='done' AND t.move IS NOT NULL "
+                f"AND p.item_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM audits a "
+                "WHERE a.conv_id=t.conv_id AND a.idx=t.idx AND a.kind=? AND a.judge=?)",
+                [*item_ids, kind, judge],
+            ).fetchone()[0]
+        return int(total)
 
     def drop_judgements(self) -> None:
         with self._durable():

@@ -106,9 +106,13 @@ def test_prompt_versions_are_locked() -> None:
 def test_task_prompts_share_the_system_prompt_and_the_response_block() -> None:
     """The shared prefix is what lets a local judge reuse its KV cache across one response's judgements."""
     tasks = [load_prompt(n) for n in prompt_files() if n != SYSTEM]
-    assert len(tasks) == 3 and len({t.system for t in tasks}) == 1
-    heads = {t.user.split("</response>")[0] for t in tasks}
+    assert len(tasks) == 6 and len({t.system for t in tasks}) == 1
+    # the tasks on one response share the response block; the simulator audit's tasks on one user message theirs
+    response_tasks = [t for t in tasks if t.name not in ("user_move", "user_reveals")]
+    heads = {t.user.split("</response>")[0] for t in response_tasks}
     assert len(heads) == 1 and heads.pop().startswith("<conversation_so_far>")
+    audit_heads = {t.user.split("</user_message>")[0] for t in tasks if t.name in ("user_move", "user_reveals")}
+    assert len(audit_heads) == 1 and audit_heads.pop().startswith("<original_request>")
     assert all(t.ref.endswith(f"+{SYSTEM}@{read_prompt_file(SYSTEM).version}") for t in tasks)
 
 

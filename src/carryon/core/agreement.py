@@ -4,8 +4,9 @@ tested against hand-computed values."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Literal
 
 
@@ -91,3 +92,28 @@ def krippendorff_alpha(units: Iterable[Sequence[float | Hashable | None]],
 
 def _num(value: Hashable) -> float:
     return float(value)  # type: ignore[arg-type]
+
+
+def bootstrap_ci(stat: Callable[[list[int]], float | None], n: int, samples: int = 1000, seed: int = 12345,
+                 level: float = 0.95) -> tuple[float | None, float | None]:  # fmt: skip
+    """Percentile bootstrap CI of a statistic over `n` rows: `stat` gets a resample of row indices (with
+    replacement); resamples where it is undefined (None, or an error such as AUROC without both classes) are
+    skipped."""
+    if n < 2:
+        return None, None
+    rng = random.Random(seed)
+    values = []
+    for _ in range(samples):
+        try:
+            value = stat([rng.randrange(n) for _ in range(n)])
+        except (ValueError, ZeroDivisionError):
+            continue
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None, None
+    values.sort()
+    tail = (1 - level) / 2
+    low = values[min(len(values) - 1, int(tail * len(values)))]
+    high = values[min(len(values) - 1, int((1 - tail) * len(values)))]
+    return low, high

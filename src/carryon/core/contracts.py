@@ -143,6 +143,27 @@ class JudgeAgreement(BaseModel):
 assert set(FAILURE_MODES) <= set(FailureModeShares.model_fields), "failure_modes must hold every failure mode"
 
 
+class SimulatorMetrics(_Exact):
+    """The simulated user's audit against its plan (metrics/simulator.py; docs/metrics.md, `simulator`)."""
+
+    user: str | None
+    audited: bool
+    audit_judge: str | None
+    audit_prompt_versions: dict[str, str] | None
+    n_messages: int = Field(ge=0)
+    n_conversations: int = Field(ge=0)
+    flagged_conversations: int = Field(ge=0)
+    flagged_conversation_ids: list[str]
+    """the first 200"""
+    excluded_from_headline: int = Field(ge=0)
+    move_adherence: Summary
+    off_script_rate: Summary
+    leak_rate: Summary
+    role_confusion_rate: Summary
+    fallback_rate: Summary
+    adherence_by_move: dict[str, Summary]
+
+
 class ModelMetrics(_Exact):
     """Every metric of one target model (metrics.json `models.<target>`)."""
 
@@ -170,6 +191,8 @@ class ModelMetrics(_Exact):
     user_fallbacks: dict[str, int] | None = None
     """user turns scripted instead: `confused` (the user model's drafts read like the assistant), `refused_persona`
     (it refused to play the malicious twin)"""
+    simulator: SimulatorMetrics | None = None
+    """the simulated user's audit (absent in runs analysed before it)"""
 
 
 class Pending(_Exact):
@@ -232,6 +255,8 @@ class RunMetrics(BaseModel):
     judge_prompt_versions: dict[str, str] | None
     user: str | None = None
     seed: int | None = None
+    exclude_off_script: bool = False
+    """`--exclude-off-script`: conversations flagged by the simulator audit left out of the aggregates"""
     conversations: dict[str, int] = Field(default_factory=dict)
     conditions: Literal["benign", "all"] | list[str] | None = "benign"
     """`--conditions`: `benign` the benign user only (runs before the malicious twin), `all` with the twin; a run
@@ -273,6 +298,10 @@ class TurnRecord(_Exact):
     """the response's size in bytes when it was cut to the size cap"""
     replaced: int = Field(default=0, ge=0)
     """characters of the response replaced by U+FFFD"""
+    user_audit: dict[str, Any] | None = None
+    """the simulator audit of the user message this response answers: its flags and `verdicts` (follow-ups only)"""
+    user_rejected: int | None = Field(default=None, ge=0)
+    """drafts of a user model rejected as role confusion before this message (follow-ups only)"""
 
 
 class ConversationRecord(_Exact):
@@ -287,6 +316,8 @@ class ConversationRecord(_Exact):
     moves: list[str]
     stop_reason: str
     failure_modes: list[str]
+    user_off_script: bool = False
+    """the simulator audit flagged a user message (off script or leaking checklist content)"""
     checklist: dict[str, str]
     unsafe_content: dict[str, str] = Field(default_factory=dict)
     turns: list[TurnRecord]

@@ -16,6 +16,7 @@ from carryon.judge.prompts import load_prompt
 from carryon.core.chat import ChatClient, Message
 
 PROMPT = "ben_util_item"
+BRIEF_TOKENS = 6  # `{"met": false` is 4 tokens for the bundled model
 
 
 class ItemVerdict(BaseModel):
@@ -41,7 +42,7 @@ async def judge_items(caller: Caller, client: ChatClient, texts: Sequence[str], 
 
     async def one(text: str) -> tuple[ItemVerdict | None, str, str | None]:
         user = prompt.render_user(context=context, response=response, item=text)
-        return await ask(caller, client, prompt, user, ItemVerdict, max_tokens=80)
+        return await ask(caller, client, prompt, user, ItemVerdict, max_tokens=80, brief_tokens=BRIEF_TOKENS)
 
     entries = numbered(texts, prefix)
     results = await asyncio.gather(*(one(e.text) for e in entries))

@@ -37,6 +37,9 @@ class JudgeTask:
     history: list[Message]  # the conversation before the response, ending with the user message it answers
     response: str
     finish_reason: str = "stop"  # `provider_refusal`: not sent to a judge (judge/runner.py: judge_one)
+    content: bool | None = None
+    """response type only: whether the same judge found any checklist item or unsafe-content description given
+    (`response_type.content_given`; None unknown). Set by the runner from the judge's Ben-Util and harm verdicts."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ are the registered `JudgeKind`s (judge/kinds.py)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from itertools import groupby
 
@@ -16,6 +17,7 @@ from carryon.data.schema import numbered
 from carryon.judge.common import Verdict
 from carryon.judge.items import share_met
 from carryon.judge.kinds import JudgeTask, Mode, kinds
+from carryon.judge.response_type import content_given
 from carryon.models.endpoints import affinity_key
 from carryon.store import Store
 from carryon.core.concurrency import run_workers
@@ -80,6 +82,11 @@ def provider_refusal_verdict(kind: str, item: Item) -> Verdict:
     return Verdict(None, {}, reason, PROVIDER_REFUSAL_RAW)  # a plugin kind: nothing to judge
 
 
+def _stored_values(store: Store, task: JudgeTask, judge: str) -> dict[str, dict[str, object] | None]:
+    """The verdict values this judge already stored for this response, by kind (for a resumed response type)."""
+    return {r.kind: r.value for r in store.judgements_of(task.conv_id) if r.idx == task.idx and r.judge == judge}
+
+
 async def run_judges(
     store: Store,
     caller: CachedCaller,
@@ -97,7 +104,9 @@ async def run_judges(
     Up to `concurrency` responses are judged at once; one response's judgements run in order, so a local judge
     reuses the KV cache of the shared system prompt + conversation + response across them. The judge sees the
     conversation so far, ending with the user message the response answers. With `parallel_kinds` (batch mode) all
-    of a response's judge calls are asked at once, so they join the same batch."""
+    of a response's judge calls are asked at once, so they join the same batch. The response type comes after
+    Ben-Util and harm: it is derived with the same judge's per-item verdicts of the response
+    (`response_type.combine`; in batch mode it is asked without them)."""
     refs = prompt_versions(mode)
     unscored = failed = 0
 
@@ -105,7 +114,7 @@ async def run_judges(
         with affinity_key(f"{unit[0].conv_id}#{unit[0].idx}"):  # one endpoint holds the response's shared prefix
             await judge_kinds(unit)
 
-    async def decide(kind: str, task: JudgeTask, judge: str) -> bool:
+    async def decide(kind: str, task: JudgeTask, judge: str, values: dict[str, dict[str, object] | None]) -> bool:
         """One kind of judgement of one response, stored; False when it failed on transport errors."""
         nonlocal unscored
         try:
@@ -117,6 +126,7 @@ async def run_judges(
         unscored += verdict.score is None
         store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
                             verdict.unscored_reason, verdict.raw)  # fmt: skip
+        values[kind] = verdict.value
         if on_done:
             on_done()
         return True
@@ -124,12 +134,17 @@ async def run_judges(
     async def judge_kinds(unit: Work) -> None:
         nonlocal failed
         task, judge, missing = unit
-        if parallel_kinds:
-            if not all(await asyncio.gather(*(decide(kind, task, judge) for kind in missing))):
+        values: dict[str, dict[str, object] | None] = {}
+        if parallel_kinds:  # batch mode: all at once, so the response type goes without the items' verdicts
+            if not all(await asyncio.gather(*(decide(kind, task, judge, values) for kind in missing))):
                 failed += 1
             return
+        if "response_type" in missing and not {"ben_util", "harm"} <= set(missing):
+            values = _stored_values(store, task, judge)
         for kind in missing:
-            if not await decide(kind, task, judge):
+            if kind == "response_type":
+                task = replace(task, content=content_given(values.get("ben_util"), values.get("harm")))
+            if not await decide(kind, task, judge, values):
                 failed += 1
                 return
 

@@ -34,6 +34,8 @@ class Response:
     truncated_from: int | None = None  # bytes, when the response was cut to the size cap
     replaced: int = 0  # characters replaced by U+FFFD
     user_fallback: int = 0  # 0 the user's own message, 1 scripted after confused drafts, 2 user model refused persona
+    user_rejected: int = 0  # drafts of a user model rejected as role confusion before this user message
+    audit: dict[str, dict[str, Any]] = field(default_factory=dict)  # simulator audit of the user message, by kind
 
     def _score(self, kind: str) -> float | None:
         merged = self.merged.get(kind)
@@ -87,10 +89,11 @@ def merge_judgements(resp: Response, rows: list[JudgementRow]) -> None:
 
 
 def iter_conversations(store: Store, condition: str | None = None,
-                       items: frozenset[str] | None = None) -> Iterator[list[Response]]:  # fmt: skip
+                       items: frozenset[str] | None = None,
+                       audit_judge: str | None = None) -> Iterator[list[Response]]:  # fmt: skip
     """Every finished conversation (of one `condition`, or all; of the `items` in scope, or all) in plan order, as
-    its responses with merged judgements. A generator over the store: memory holds one conversation (and one read
-    chunk) at a time."""
+    its responses with merged judgements (and, with `audit_judge`, that judge's audit of each user message). A
+    generator over the store: memory holds one conversation (and one read chunk) at a time."""
     category = {item_id: body["category"] for item_id, body in store.item_bodies().items()}
     for conv_id, group in groupby(store.iter_turns(condition), key=lambda r: r.conv_id):
         rows = list(group)
@@ -100,6 +103,10 @@ def iter_conversations(store: Store, condition: str | None = None,
         judgements: dict[int, list[JudgementRow]] = defaultdict(list)
         for judgement in store.judgements_of(conv_id):
             judgements[judgement.idx].append(judgement)
+        audits: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for audit in store.audits_of(conv_id, audit_judge) if audit_judge else ():
+            audits[audit.idx][audit.kind] = {"score": audit.score, "value": audit.value,
+                                             "unscored": audit.unscored_reason}  # fmt: skip
         conv = []
         for row in rows:
             resp = Response(
@@ -107,6 +114,7 @@ def iter_conversations(store: Store, condition: str | None = None,
                 condition=first.condition, sequence_index=first.sequence_index, moves=first.moves, idx=row.idx,
                 move=row.move, user_text=row.user_text, text=row.response, stop_reason=first.stop_reason or "",
                 truncated_from=row.truncated_from, replaced=row.replaced, user_fallback=row.user_fallback,
+                user_rejected=row.user_rejected, audit=audits.get(row.idx, {}),
             )  # fmt: skip
             merge_judgements(resp, judgements.get(row.idx, []))
             conv.append(resp)
@@ -116,7 +124,7 @@ def iter_conversations(store: Store, condition: str | None = None,
 def slim(conv: list[Response]) -> list[Response]:
     """The conversation without its texts and per-judge verdicts: what the aggregates need, kept for the whole run
     once the texts have gone to the exports."""
-    return [replace(r, user_text="", text="", per_judge={}) for r in conv]
+    return [replace(r, user_text="", text="", per_judge={}, audit={}) for r in conv]
 
 
 def multi_turn(convs: Iterable[list[Response]]) -> list[list[Response]]:

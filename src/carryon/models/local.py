@@ -135,13 +135,18 @@ LOG_LINES = 8
 class LocalServer:
     """A llama.cpp OpenAI-compatible server on a free loopback port, alive inside a `with` block."""
 
-    def __init__(self, gguf: Path, alias: str, *, n_ctx: int = 4096, threads: int | None = None) -> None:
+    def __init__(self, gguf: Path, alias: str, *, n_ctx: int = 4096, threads: int | None = None,
+                 logits_all: bool = False) -> None:  # fmt: skip
         self.gguf, self.alias, self.n_ctx = gguf, alias, n_ctx
         # CARRYON_LOCAL_THREADS: fewer threads than cores when the machine is shared (llama.cpp's threads wait on
         # each other, so an oversubscribed server with one thread per core runs slower than one with fewer).
         env_threads = os.environ.get("CARRYON_LOCAL_THREADS", "")
         self.threads = threads or (int(env_threads) if env_threads.isdigit() and int(env_threads) > 0 else 0) or max(
             1, os.cpu_count() or 1)
+        self.logits_all = logits_all
+        """llama-cpp-python's server defaults to keeping the logits of every prompt token (needed only for logprobs,
+        which CarryOn never asks for): off, prompt evaluation skips the output layer for all but the last token
+        and the copy of 152k floats per token (docs/performance.md)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -160,6 +165,7 @@ class LocalServer:
             "--model", str(self.gguf), "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_threads", str(self.threads), "--n_ctx", str(self.n_ctx),
+            "--logits_all", "true" if self.logits_all else "false",
         ]  # fmt: skip
         log = self._log_path.open("wb")
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)

@@ -13,6 +13,7 @@ from typing import Any
 from carryon.core.io import atomic_open
 from carryon.data.schema import numbered
 from carryon.metrics.curves import cumulative_and_novel
+from carryon.metrics.simulator import flagged, message_flags
 from carryon.metrics.table import Response
 
 
@@ -34,6 +35,7 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
         "moves": list(first.moves),
         "stop_reason": first.stop_reason,
         "failure_modes": modes,
+        "user_off_script": flagged(conv),
         "checklist": {e.id: e.text for e in numbered(item["checklist"], "c")},
         "unsafe_content": {e.id: e.text for e in numbered(item["unsafe_content"], "u")},
         "turns": [
@@ -52,6 +54,8 @@ def conversation_record(conv: list[Response], modes: list[str], item: dict[str, 
                 "judgements": r.per_judge,
                 "truncated_from": r.truncated_from,
                 "replaced": r.replaced,
+                **({"user_audit": {**message_flags(r), "verdicts": r.audit}} if r.move else {}),
+                **({"user_rejected": r.user_rejected} if r.move else {}),
             }
             for r in conv
         ],
@@ -63,7 +67,7 @@ TURN_COLUMNS = {
     "sequence_index": "int64", "moves": "string", "stop_reason": "string", "failure_modes": "string",
     "idx": "int64", "move": "string", "user": "string", "response": "string", "ben_util": "float64",
     "cumulative_util": "float64", "novel_util": "float64", "harm": "float64", "response_type": "string",
-    "items_met": "string", "unsafe_met": "string", "unscored": "string",
+    "items_met": "string", "unsafe_met": "string", "unscored": "string", "user_audit": "string",
 }  # fmt: skip
 
 
@@ -81,6 +85,7 @@ def turn_rows(record: dict[str, Any], conv: list[Response], model: str) -> list[
             "ben_util": r.ben_util, "cumulative_util": cum, "novel_util": nov, "harm": r.harm,
             "response_type": r.rtype, "items_met": json.dumps(r.items_met),
             "unsafe_met": json.dumps(r.unsafe_met), "unscored": json.dumps(r.unscored),
+            "user_audit": json.dumps(message_flags(r)) if r.move else None,
         }  # fmt: skip
         for r, (cum, nov) in zip(conv, cumulative_and_novel(conv))
     ]
@@ -88,8 +93,8 @@ def turn_rows(record: dict[str, Any], conv: list[Response], model: str) -> list[
 
 class ConversationExport:
     """Writes conversations.jsonl and turns.parquet in `out`, one conversation at a time (`add`), and remembers for
-    each line whether it has a failure mode (for the report's conversation browser). Use as a context manager: the
-    files get their real names only when it exits without error."""
+    each line whether it has a failure mode or an off-script user (for the report's conversation browser). Use as a
+    context manager: the files get their real names only when it exits without error."""
 
     BATCH_ROWS = 2_000
 
@@ -112,7 +117,7 @@ class ConversationExport:
     def add(self, conv: list[Response], modes: list[str]) -> None:
         record = conversation_record(conv, modes, self.items[conv[0].item_id], self.model)
         self._jsonl.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.flagged.append(bool(modes))
+        self.flagged.append(bool(modes) or record["user_off_script"])
         for row in turn_rows(record, conv, self.model):
             for name, value in row.items():
                 self._rows[name].append(value)

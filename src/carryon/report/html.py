@@ -78,7 +78,7 @@ def browser_sample(paths: list[Path], flagged: list[bool] | None = None) -> tupl
     The twin (benign ↔ malicious, same model, item and sequence) of every conversation picked is shown too, so the
     browser can put them side by side."""
     if flagged is None:
-        flagged = [bool(r.failure_modes) for r in read_records(paths)]
+        flagged = [bool(r.failure_modes) or r.user_off_script for r in read_records(paths)]
     picks = browser_picks(flagged)
     where: dict[TwinKey, int] = {}
     picked: dict[int, dict[str, Any]] = {}
@@ -114,6 +114,7 @@ def render(title: str, metrics_by_model: dict[str, dict[str, Any]], meta: dict[s
         "condition": [k for k in CONDITIONS if any(c["condition"] == k for c in conversations)],
         "sequence": sorted({" → ".join(c["moves"]) or "(upfront)" for c in conversations}),
         "failure": ["none", *FAILURE_MODES],
+        "user": ["on script", "off script"],
     }
     from carryon.judge.validated import judge_notes
 

@@ -27,9 +27,10 @@ from carryon.store import PlanRow, Store
 from carryon.core.concurrency import run_workers
 
 
-TurnSink = Callable[[int, str | None, str, ChatResult, int], None]
+TurnSink = Callable[[int, str | None, str, ChatResult, int, int], None]
 """Receives each response as it arrives: (index, move or None, the user message it answers, result, user fallback:
-0 none, 1 scripted after confused drafts, 2 the user model refused the persona — `UserTurn.fallback_code`)."""
+0 none, 1 scripted after confused drafts, 2 the user model refused the persona — `UserTurn.fallback_code`, drafts
+rejected as role confusion — `UserTurn.rejected`)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Engine:
         history = [Message(role="user", content=first)]
         result = await self.caller.call("target", self.target, self._request(history))
         if on_turn:
-            on_turn(0, None, first, result, 0)
+            on_turn(0, None, first, result, 0, 0)
         history.append(Message(role="assistant", content=result.text))
         if result.finish_reason == PROVIDER_REFUSAL:
             return PROVIDER_REFUSAL
@@ -96,7 +97,7 @@ class Engine:
             history.append(Message(role="user", content=turn.text))
             result = await self.caller.call("target", self.target, self._request(history))
             if on_turn:
-                on_turn(idx, move.value, turn.text, result, turn.fallback_code)
+                on_turn(idx, move.value, turn.text, result, turn.fallback_code, turn.rejected)
             history.append(Message(role="assistant", content=result.text))
             if result.finish_reason == PROVIDER_REFUSAL:  # the provider's filter ends it: nothing for the user to answer
                 stop = PROVIDER_REFUSAL
@@ -109,8 +110,9 @@ class Engine:
         assert store is not None, "Engine.play records to a run store"
         store.reset_conversation(conv_id)
 
-        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: int) -> None:
-            store.add_turn(conv_id, idx, move, user_text, result, user_fallback=fallback)
+        def record(idx: int, move: str | None, user_text: str, result: ChatResult, fallback: int,
+                   rejected: int) -> None:  # fmt: skip
+            store.add_turn(conv_id, idx, move, user_text, result, user_fallback=fallback, user_rejected=rejected)
 
         stop = await self.converse(conv_id, self.items[row.item_id], row.condition, row.moves, record)
         store.finish_conversation(conv_id, "done", stop)

@@ -34,6 +34,7 @@ class UserTurn:
     text: str
     ended: bool = False
     fallback: bool = False
+    rejected: int = 0  # drafts of a user model rejected as role confusion before this message
     refused: bool = False  # the user model refused to play the (malicious) persona; `fallback` is set too
 
     @property
@@ -193,17 +194,19 @@ class LLMUser:
     async def next_message(self, item: Item, move: Move, history: list[Message], seed: str,
                            malicious: bool = False) -> UserTurn:  # fmt: skip
         scripted = scripted_message(item, move, seed, malicious)
+        rejected = 0
         for attempt in range(self.attempts):
             request = self.request(item, move, history, attempt, malicious)
             result = await self.caller.call("user", self.client, request)
             text = result.text.strip().strip('"').strip()
             if text == END_TOKEN or (text.endswith(END_TOKEN) and len(text) < 40):
-                return UserTurn("", ended=True)
+                return UserTurn("", ended=True, rejected=rejected)
             text = text.replace(END_TOKEN, "").strip()
             if malicious and refuses_persona(text):  # asking again rarely changes a refusal: script this turn
                 self.refused += 1
-                return UserTurn(scripted, fallback=True, refused=True)
+                return UserTurn(scripted, fallback=True, refused=True, rejected=rejected)
             if looks_confused(text, history) is None:
-                return UserTurn(text)
+                return UserTurn(text, rejected=rejected)
             self.rejected += 1
-        return UserTurn(scripted, fallback=True)
+            rejected += 1
+        return UserTurn(scripted, fallback=True, rejected=rejected)

@@ -1,0 +1,36 @@
+"""benchmarks/findings.py: a fixed seeded sample, grown item by item (resumable), summarised claim by claim."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+
+def _findings(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "findings.py"), "--out", str(out), "--items", "3",
+                           "--targets", "testing/ideal,testing/parrot", "--judge", "testing/judge", *extra],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_findings_table_is_written_and_the_run_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "findings"
+    first = _findings(out)
+    assert first.returncode == 0, first.stderr
+    sample = (out / "sample.jsonl").read_text().splitlines()
+    assert len(sample) == 3 and len({json.loads(line)["category"] for line in sample}) == 3  # one per category
+    result = json.loads((out / "findings.json").read_text())
+    by_model = {r["model"]: r for r in result["results"]}
+    assert set(by_model) == {"testing/ideal", "testing/parrot"}
+    ideal = {row["claim"]: row for row in by_model["testing/ideal"]["rows"]}
+    assert ideal["Turn-1 utility is low and stating the purpose up front raises it"]["verdict"] == "agrees"
+    parrot = {row["claim"]: row for row in by_model["testing/parrot"]["rows"]}
+    # the parrot recovers on any follow-up: pushback raises its utility, against the paper's finding
+    assert parrot["Pushback lowers utility"]["verdict"] == "disagrees"
+    assert "| claim | the paper |" in (out / "findings.md").read_text()
+    again = _findings(out)
+    assert again.returncode == 0, again.stderr
+    assert all(step["calls_made"] == 0 for step in json.loads((out / "findings.json").read_text())["log"]["steps"])
