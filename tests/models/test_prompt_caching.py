@@ -43,7 +43,7 @@ def test_judge_calls_of_one_response_share_a_marked_prefix(tmp_path: Path) -> No
             await judge_response_type(caller, recorder, history, "A response.")
 
     asyncio.run(go())
-    assert len(recorder.requests) == 3
+    assert len(recorder.requests) == 4  # two items; the response type: "does it decline?" + the classifier
     assert all(r.cache_prefix for r in recorder.requests)  # the judge system prompt, shared by every judge call
     prefixes = {r.messages[-1].content[: r.cache_shared_chars] for r in recorder.requests}
     assert len(prefixes) == 1  # the same conversation + response block in every judgement of the response
