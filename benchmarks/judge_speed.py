@@ -12,10 +12,13 @@ response so load drift falls on all alike:
 1. `full reply, logits_all` — before issue 15: the verdict with its reason, and llama-cpp-python's default of
    keeping the logits of every prompt token;
 2. `decision-only, logits_all` — the reply cut after the decision (`judge.common.BRIEF_PROVIDERS`);
-3. `decision-only` — and the server started without logits for every prompt token (CarryOn's default now).
+3. `decision-only` — and the server started without logits for every prompt token (CarryOn's default now);
+4. `batched, one call` — all the items in one call (`--ben-util-mode batched`: one JSON object with a verdict and a
+   reason per item), on a server like 3's.
 
-Prints wall seconds per response and per call, completion tokens per call, and how many decisions differ from
-way 1 (decision-only must not change a decision: the grammar makes the model write the decision first, greedy).
+Prints wall seconds per response (median) and per item, completion tokens per call, and how many decisions differ
+from way 1 (decision-only must not change a decision: the grammar makes the model write the decision first, greedy);
+an undecided item (unparseable output) counts as differing.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tempfile import TemporaryDirectory
 
 from carryon.core.concurrency import run as run_async
 from carryon.calls import CachedCaller
+from carryon.judge.ben_util import judge_batched
 from carryon.judge.items import judge_items
 from carryon.judge.validate import load_gold
 from carryon.models.local import BUNDLED, LocalServer, assemble
@@ -38,7 +42,7 @@ from carryon.store import Store
 
 GOLD = Path(__file__).resolve().parent.parent / "tests" / "data" / "benutil_gold.jsonl"
 WAYS = (("full reply, logits_all", True, False), ("decision-only, logits_all", True, True),
-        ("decision-only", False, True))  # fmt: skip
+        ("decision-only", False, True), ("batched, one call", False, False))  # fmt: skip
 
 
 def main() -> None:
@@ -70,14 +74,15 @@ def main() -> None:
                                                 server.base_url, schema_style="llama-cpp", concurrency=1, timeout_s=600)
                     caller = CachedCaller(store)
                     started = time.perf_counter()
-                    verdict = run_async(_judge(caller, client, texts, row))
+                    verdict = run_async(_judge(caller, client, texts, row, batched=name.startswith("batched")))
                     wall = time.perf_counter() - started
                     if r == args.offset:
                         continue
                     times[name].append(wall)
                     decisions[name].extend(v.get("met") for v in verdict.values())
+                    print(f"response {r - args.offset}: {name}: {wall:.1f}s", flush=True)
                     used = store.db.execute("SELECT completion_tokens FROM calls ORDER BY created DESC LIMIT ?",
-                                            (args.items,)).fetchall()  # fmt: skip
+                                            (1 if name.startswith("batched") else args.items,)).fetchall()  # fmt: skip
                     tokens[name].extend(u[0] for u in used)
             for store in stores:
                 store.close()
@@ -87,7 +92,7 @@ def main() -> None:
     base = decisions[WAYS[0][0]]
     print(f"bundled model {weights.alias}, {args.responses} gold responses x {args.items} items, "
           f"{os.cpu_count()} threads, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'way':<28} {'s/response':>10} {'s/call':>7} {'tokens/call':>11} {'decisions differing from way 1':>31}")
+    print(f"{'way':<28} {'s/response':>10} {'s/item':>7} {'tokens/call':>11} {'decisions differing from way 1':>31}")
     for name, _, _ in WAYS:
         per_resp = statistics.median(times[name])
         differ = sum(a != b for a, b in zip(base, decisions[name]))
@@ -96,12 +101,16 @@ def main() -> None:
     print(json.dumps({name: [round(t, 2) for t in ts] for name, ts in times.items()}))
 
 
-async def _judge(caller: CachedCaller, client: OpenAICompatClient, texts: list[str], row: object) -> dict[str, dict[str, object]]:
+async def _judge(caller: CachedCaller, client: OpenAICompatClient, texts: list[str], row: object,
+                 batched: bool = False) -> dict[str, dict[str, object]]:  # fmt: skip
     try:
-        verdict = await judge_items(caller, client, texts, "c", row.history, row.response)  # type: ignore[attr-defined]
+        if batched:
+            verdict = await judge_batched(caller, client, texts, row.history, row.response)  # type: ignore[attr-defined]
+        else:
+            verdict = await judge_items(caller, client, texts, "c", row.history, row.response)  # type: ignore[attr-defined]
     finally:
         await client.aclose()
-    items: dict[str, dict[str, object]] = verdict.value["items"]
+    items: dict[str, dict[str, object]] = verdict.value.get("items") or {f"c{n + 1}": {} for n in range(len(texts))}
     return items
 
 
