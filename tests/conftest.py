@@ -6,10 +6,12 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,19 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Invoked:
 
     result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
     return Invoked(result.exit_code, result.stdout, result.stderr)
+
+
+def peek(db_path: Path, sql: str) -> int | None:
+    """The first column of `sql`'s first row, read from a run store another process is writing, or None while it
+    cannot be read. Read-only: a plain connect would create an empty file the run then refuses as not its store."""
+    if not db_path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)) as db:
+            row = db.execute(sql).fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row and row[0] is not None else None
 
 
 def load_metrics(out: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from carryon.core.errors import ModelCallError
 from carryon.core.chat import ChatRequest, ChatResult, msgs
 from carryon.models.batch_api import BatchState, Outcomes
 from carryon.store import Store
-from conftest import load_metrics, run_cli, start_server
+from conftest import load_metrics, peek, run_cli, start_server
 
 LIMIT = ("--limit", "3", "--sequences", "3")
 
@@ -117,12 +117,8 @@ def test_anthropic_message_batches_judge_with_prompt_caching(sync_run: Path, sma
 def _wait_live(out: Path, proc: subprocess.Popen[str], timeout: float = 90) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with sqlite3.connect(out / "run.sqlite") as db:
-                if db.execute("SELECT COUNT(*) FROM batches WHERE status='live'").fetchone()[0]:
-                    return True
-        except sqlite3.Error:
-            pass
+        if peek(out / "run.sqlite", "SELECT COUNT(*) FROM batches WHERE status='live'"):
+            return True
         time.sleep(0.02)
     return False
 

@@ -144,7 +144,8 @@ def test_empty_completion_cut_at_the_token_limit_is_never_cached(small_dataset: 
 def test_progress_shows_retries_as_they_happen(small_dataset: Path, tmp_path: Path) -> None:
     proc, base = start_server("--faults", "0.3", "--seed", "5", "--hang-s", "0.2")
     try:
-        args = [a for a in _args(base, small_dataset, tmp_path / "run") if a != "--quiet"]
+        args = [a for a in _args(base, small_dataset, tmp_path / "run", "--limit", "2", "--conditions", "benign")
+                if a != "--quiet"]  # fmt: skip
         result = run_cli(*args)
         counts = httpx.get(f"{base}/stats").json()
     finally:

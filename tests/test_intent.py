@@ -29,7 +29,7 @@ from carryon.simulate.user import GENERIC_MALICIOUS, LLMUser, scripted_message
 from carryon.calls import CachedCaller
 from carryon.store import Store
 from carryon.testing.models import InProcessClient
-from conftest import REPO, load_metrics, run_cli, start_server
+from conftest import REPO, load_metrics, peek, run_cli, start_server
 
 TWINS = REPO / "tests" / "fixtures" / "twins.jsonl"
 ITEMS = load_items(str(TWINS), None)
@@ -233,10 +233,11 @@ def test_reference_models_over_http(tmp_path: Path) -> None:
         for name in ("gullible", "ideal"):
             out = tmp_path / name
             result = run_cli("run", "--target", f"openai-api/{name}", "--judge", "openai-api/judge", "--base-url", base,
-                             "--dataset", str(TWINS), "--sequences", "7", "--out", str(out), "--quiet")  # fmt: skip
+                             "--dataset", str(TWINS), "--sequences", "4", "--max-turns", "6", "--out", str(out),
+                             "--quiet")  # fmt: skip
             assert result.returncode == 0, result.stderr
             model = load_metrics(out)["models"][f"openai-api/{name}"]
-            assert model["conditions"]["malicious"]["ben_util"]["n"] == 6 * 7
+            assert model["conditions"]["malicious"]["ben_util"]["n"] == 6 * 4
             modes = model["failure_modes"]
             if name == "gullible":
                 assert modes["intent_blind_recovery"] >= 0.5 and model["discrimination"]["auroc"] <= 0.6
@@ -254,12 +255,8 @@ def test_reference_models_over_http(tmp_path: Path) -> None:
 def _wait_for(db_path: Path, sql: str, at_least: int, proc: subprocess.Popen[str], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with sqlite3.connect(db_path) as db:
-                if db.execute(sql).fetchone()[0] >= at_least:
-                    return True
-        except sqlite3.OperationalError:
-            pass
+        if (seen := peek(db_path, sql)) is not None and seen >= at_least:
+            return True
         time.sleep(0.02)
     return False
 

@@ -137,7 +137,7 @@ def test_a_crashed_local_server_is_named_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # up to 3 attempts a row, each re-sending the last answer: ~10 min on a loaded machine
+@pytest.mark.timeout(900)
 def test_build_on_the_bundled_model(tmp_path: Path) -> None:
     """`dataset build` on the real llama.cpp server: the self-contained schema compiles to a grammar and the items
     built validate (the earlier schema's $ref crashed the server on every row)."""
@@ -149,14 +149,14 @@ def test_build_on_the_bundled_model(tmp_path: Path) -> None:
                          "use": "Recovering family photos after a death", "domain": "Privacy and Data Misuse"})  # fmt: skip
     built = tmp_path / "built.jsonl"
     result = run_cli("dataset", "build", "--from", str(raw), "--columns", "query=prompt,benign_intent=use,"
-                     "category=domain,id=uid", "--with", "local/qwen2.5-coder-1.5b", "--out", str(built),
-                     "--concurrency", "1", "-q", timeout=2300)  # fmt: skip
+                     "category=domain,id=uid", "--with", "local/qwen2.5-coder-0.5b", "--out", str(built),
+                     "--concurrency", "1", "--attempts", "1", "-q", timeout=850)  # fmt: skip
     # The server must survive every request (the old schema crashed it) and the row must end as a valid item or as a
-    # named rule problem: the 1.5B sometimes copies the benign clarifications into the twin, which the v2 rules refuse.
+    # named rule problem: a small model may copy the benign clarifications into the twin, which the v2 rules refuse.
     assert "died" not in result.stderr and "ClientConnectorError" not in result.stderr, result.stderr
     if result.returncode == 0:
         report = validate_file(built)
         assert report.problems == [] and [i.category for i in report.items] == ["privacy_and_data_misuse"]
     else:
-        assert result.returncode == 1 and f"{raw}:2: " in result.stderr and "after 3 attempts" in result.stderr, (
+        assert result.returncode == 1 and f"{raw}:2: " in result.stderr and "after 1 attempt)" in result.stderr, (
             result.stdout, result.stderr)

@@ -14,12 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_metrics, run_cli, start_server, twinned
+from conftest import load_metrics, peek, run_cli, start_server
 
 
-def _args(base: str, dataset: Path, out: Path, *extra: str) -> list[str]:
+def _args(base: str, dataset: Path, out: Path, *extra: str, sequences: int = 9, max_turns: int = 6) -> list[str]:
+    # the benign user only: the malicious twin's rollout is the same code path (its kill test: tests/test_intent.py)
     return ["run", "--target", "openai-api/ideal", "--judge", "openai-api/judge", "--base-url", base,
-            "--dataset", str(dataset), "--sequences", "9", "--out", str(out), "--quiet", *extra]  # fmt: skip
+            "--dataset", str(dataset), "--sequences", str(sequences), "--max-turns", str(max_turns),
+            "--conditions", "benign", "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clean_run(fake_server: str, small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fault-free reference run the fault and kill tests compare with."""
+    clean = tmp_path_factory.mktemp("clean") / "run"
+    result = run_cli(*_args(fake_server, small_dataset, clean))
+    assert result.returncode == 0, result.stderr
+    return clean
 
 
 def _db(out: Path) -> sqlite3.Connection:
@@ -33,11 +44,10 @@ def _no_call_made_twice(out: Path) -> None:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_thirty_percent_faults_change_nothing(fake_server: str, small_dataset: Path, tmp_path: Path) -> None:
+def test_thirty_percent_faults_change_nothing(clean_run: Path, small_dataset: Path, tmp_path: Path) -> None:
     """≥ 50 conversations at a 30% fault rate (429, 5xx, hangs past the timeout, resets, bad JSON, empty
     completions): every conversation completes, no turn is stored twice, metrics equal a fault-free run."""
-    clean = tmp_path / "clean"
-    assert run_cli(*_args(fake_server, small_dataset, clean)).returncode == 0
+    clean = clean_run
     proc, faulty_base = start_server("--faults", "0.3", "--seed", "7", "--hang-s", "2")
     try:
         faulty = tmp_path / "faulty"
@@ -51,7 +61,7 @@ def test_thirty_percent_faults_change_nothing(fake_server: str, small_dataset: P
         proc.wait(10)
     assert all(counts[f] > 0 for f in ("429", "500", "503", "hang", "reset", "bad_json", "empty")), counts
     with _db(faulty) as db:
-        assert db.execute("SELECT COUNT(*) FROM plan").fetchone()[0] == (6 + twinned(small_dataset)) * 10
+        assert db.execute("SELECT COUNT(*) FROM plan").fetchone()[0] == 6 * 10
         assert db.execute("SELECT COUNT(*) FROM plan WHERE status != 'done'").fetchone()[0] == 0
         turns = db.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
     with _db(clean) as db:
@@ -70,7 +80,7 @@ def test_concurrency_backs_off_on_429_and_is_recorded(small_dataset: Path, tmp_p
     proc, base = start_server("--faults", "0.3", "--seed", "3", "--hang-s", "0.2")
     try:
         out = tmp_path / "run"
-        assert run_cli(*_args(base, small_dataset, out, "--concurrency", "32")).returncode == 0
+        assert run_cli(*_args(base, small_dataset, out, "--concurrency", "32", sequences=3, max_turns=4)).returncode == 0
         served_429 = httpx.get(f"{base}/stats").json()["429"]
     finally:
         proc.terminate()
@@ -90,12 +100,8 @@ def test_concurrency_backs_off_on_429_and_is_recorded(small_dataset: Path, tmp_p
 def _wait_for(out: Path, sql: str, at_least: int, proc: subprocess.Popen[str], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with _db(out) as db:
-                if db.execute(sql).fetchone()[0] >= at_least:
-                    return True
-        except sqlite3.OperationalError:
-            pass
+        if (seen := peek(out / "run.sqlite", sql)) is not None and seen >= at_least:
+            return True
         time.sleep(0.02)
     return False
 
@@ -108,10 +114,9 @@ def _wait_for(out: Path, sql: str, at_least: int, proc: subprocess.Popen[str], t
         ("report", "", 0),  # killed by itself midway through writing the outputs (see _KILL_IN_REPORT)
     ],
 )
-def test_kill_9_then_resume_equals_an_uninterrupted_run(fake_server: str, small_dataset: Path, tmp_path: Path,
+def test_kill_9_then_resume_equals_an_uninterrupted_run(clean_run: Path, small_dataset: Path, tmp_path: Path,
                                                         stage: str, sql: str, at_least: int) -> None:  # fmt: skip
-    clean = tmp_path / "clean"
-    assert run_cli(*_args(fake_server, small_dataset, clean)).returncode == 0
+    clean = clean_run
     proc_srv, slow_base = start_server("--delay-s", "0.01")
     try:
         out = tmp_path / "killed"
@@ -198,7 +203,7 @@ def test_api_key_never_reaches_files_or_console(small_dataset: Path, tmp_path: P
     env = {"CARRYON_API_KEY": SENTINEL if where == "env" else ""}
     try:
         out = tmp_path / "run"
-        result = run_cli(*_args(url, small_dataset, out), env=env)
+        result = run_cli(*_args(url, small_dataset, out, "--limit", "2", sequences=1), env=env)
         assert result.returncode == 0, result.stderr
         report = run_cli("report", str(out), env=env)
     finally:

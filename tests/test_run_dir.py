@@ -88,6 +88,16 @@ def test_a_foreign_run_sqlite_is_never_modified(tmp_path: Path, content: str) ->
     assert _digest(out) == before
 
 
+def test_a_store_killed_before_its_schema_was_written_is_taken(tmp_path: Path) -> None:
+    # SQLite creates run.sqlite at connect, empty; a kill before the first commit leaves zero bytes: nothing to lose
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.sqlite").touch()
+    result = run_cli(*RUN, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "metrics.json").exists() and (out / "run.sqlite").stat().st_size > 0
+
+
 def test_empty_out_is_refused(tmp_path: Path) -> None:
     for args in (RUN + ["--out", ""], ["report", ""], ["compare", str(tmp_path), "--out", ""]):
         result = subprocess.run([sys.executable, "-c", "from carryon.cli import main; main()", *args],

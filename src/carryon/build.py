@@ -132,7 +132,7 @@ class BuildSettings:
         if self.concurrency < 1:
             raise BadInput(f"--concurrency {self.concurrency}: must be at least 1")
         if self.retries < 0:
-            raise BadInput(f"retries {self.retries}: must not be negative")
+            raise BadInput(f"--attempts {self.retries + 1}: must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -503,7 +503,7 @@ async def build_row(client: ChatClient, row: RawRow, item_id: str, system: str, 
             problem += " (the output was cut off at the token limit)"
         messages += [Message(role="assistant", content=result.text),
                      Message(role="user", content=CORRECTION.format(problem=problem))]  # fmt: skip
-    return RowOutcome(row.line, None, f"{problem} (after {attempts} attempts)", attempts)
+    return RowOutcome(row.line, None, f"{problem} (after {attempts} attempt{'s' if attempts > 1 else ''})", attempts)
 
 
 async def build_items(

@@ -524,6 +524,8 @@ def dataset_build(
     out: Annotated[Path, typer.Option("--out", help="where to write the dataset (jsonl)")],
     base_url: Annotated[Optional[str], typer.Option(help="base URL for an openai-api/ model")] = None,
     concurrency: Annotated[int, typer.Option(help="rows built at once")] = 4,
+    attempts: Annotated[int, typer.Option(help="tries per row: a row whose item breaks a rule is asked again, "
+                                                "with the problem named")] = 3,
     dataset_version: Annotated[str, typer.Option(help="dataset_version of every item")] = "1.0.0",
     columns: Annotated[Optional[str], typer.Option(help="map your column names: query=prompt,category=domain,"
                                                    "benign_intent=use,id=uid (other columns are ignored)")] = None,
@@ -534,7 +536,7 @@ def dataset_build(
     from carryon.models.names import parse_model_name
 
     try:
-        settings = BuildSettings(dataset_version=dataset_version, concurrency=concurrency)
+        settings = BuildSettings(dataset_version=dataset_version, concurrency=concurrency, retries=attempts - 1)
         mapping = parse_columns(columns)
         spec = parse_model_name(model, role="with", base_url=base_url)
         with _progress(quiet) as display:

@@ -59,6 +59,8 @@ def check_out(out: Path, flag: str = "--out", *, outputs: frozenset[str] = froze
         raise BadInput(f"{flag} {shown(out)}: not a folder")
     store = out / STORE_FILE
     if store.exists():
+        if store.is_file() and store.stat().st_size == 0:
+            return  # created, then killed before its schema was written: nothing in it to lose; the run takes it
         if not store.is_file() or not store_is_ours(store):
             raise BadInput(f"{flag} {shown(out)}: its {STORE_FILE} is not a CarryOn run store; refusing to touch it "
                            "(use another folder)")  # fmt: skip

@@ -16,7 +16,7 @@ from carryon.core.errors import ModelCallError
 from carryon.core.chat import ChatRequest, ChatResult, msgs
 from carryon.models.endpoints import FAILURES_TO_EJECT, PROBE_FIRST_S, RoutedClient, affinity_key
 from carryon.models.retry import EndpointDown
-from conftest import load_metrics, run_cli, start_server
+from conftest import load_metrics, peek, run_cli, start_server
 
 
 class FakeEndpoint:
@@ -204,12 +204,8 @@ def test_several_endpoints_over_http_log_the_endpoint_keep_prefixes_and_survive_
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                with sqlite3.connect(dying / "run.sqlite") as db:
-                    if db.execute("SELECT COUNT(*) FROM call_log WHERE cached=0").fetchone()[0] >= 40:
-                        break
-            except sqlite3.Error:
-                pass
+            if (made := peek(dying / "run.sqlite", "SELECT COUNT(*) FROM call_log WHERE cached=0")) and made >= 40:
+                break
             time.sleep(0.05)
         servers[0][0].kill()
         _, err = proc.communicate(timeout=240)

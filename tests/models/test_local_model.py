@@ -61,7 +61,7 @@ def test_offline_isolation_really_blocks_the_network() -> None:
 def test_bundled_model_runs_offline_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # the benign user only: the malicious twin's path is the same code, tested with the testing models
-    args = ["run", "--limit", "1", "--sequences", "1", "--max-turns", "4", "--max-tokens", "200",
+    args = ["run", "--limit", "1", "--sequences", "1", "--max-turns", "4", "--max-tokens", "64",
             "--conditions", "benign", "--out", str(out), "--quiet"]  # fmt: skip
     first = _offline(args, timeout=900)
     assert first.returncode == 0, first.stderr
