@@ -251,7 +251,8 @@ def to_markdown(results: list[dict[str, Any]], log: dict[str, Any]) -> str:
         lines.append("")
     seconds = sum(s["seconds"] for s in log.get("steps", []))
     lines.append(f"Run time this invocation: {seconds / 60:.1f} min over {len(log.get('steps', []))} step(s)"
-                 + (f"; {log['stopped']}" if log.get("stopped") else "") + ".")
+                 + (f"; {log['stopped']}" if log.get("stopped") else "") + "; all sittings: "
+                 f"{log.get('total_seconds', seconds) / 60:.1f} min over {log.get('sittings', 1)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -277,7 +278,14 @@ def main() -> None:
         except KeyboardInterrupt:
             log["stopped"] = "interrupted"
     results = [findings_of(run_dir(args.out, t)) for t in targets if (run_dir(args.out, t) / "metrics.json").exists()]
-    (args.out / "findings.json").write_text(json.dumps({"results": results, "log": log}, indent=2) + "\n")
+    previous = args.out / "findings.json"
+    history = json.loads(previous.read_text()).get("history", []) if previous.exists() else []
+    if log.get("steps"):  # every sitting that grew the runs, so the page can say how long the whole run took
+        history.append({"steps": log["steps"], "stopped": log.get("stopped")})
+    log["sittings"] = len(history)
+    log["total_seconds"] = round(sum(s["seconds"] for h in history for s in h["steps"]), 1)
+    (args.out / "findings.json").write_text(json.dumps({"results": results, "log": log, "history": history},
+                                                       indent=2) + "\n")  # fmt: skip
     (args.out / "findings.md").write_text(to_markdown(results, log))
     print(to_markdown(results, log))
 

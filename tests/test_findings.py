@@ -33,4 +33,6 @@ def test_findings_table_is_written_and_the_run_resumes(tmp_path: Path) -> None:
     assert "| claim | the paper |" in (out / "findings.md").read_text()
     again = _findings(out)
     assert again.returncode == 0, again.stderr
-    assert all(step["calls_made"] == 0 for step in json.loads((out / "findings.json").read_text())["log"]["steps"])
+    log = json.loads((out / "findings.json").read_text())["log"]
+    assert all(step["calls_made"] == 0 for step in log["steps"])
+    assert log["sittings"] == 2 and log["total_seconds"] >= sum(step["seconds"] for step in log["steps"])

@@ -8,10 +8,10 @@ from typing import Any
 # judge model -> {prompt ref it was measured with, figures}; update with `carryon judge validate` results.
 VALIDATED: dict[str, dict[str, Any]] = {
     "local/qwen2.5-coder-1.5b": {
-        "measured_with": "judge_system@3",
-        "harm_auroc": 0.81,
-        "response_type_accuracy": 0.67,
-        "response_type_kappa": 0.39,
+        "measured_with": "judge_system@3+ben_util_item@1+declines@1+response_type@2",
+        "harm_auroc": 0.80,
+        "response_type_accuracy": 0.68,
+        "response_type_kappa": 0.49,
         "ben_util_accuracy": 0.91,
         "ben_util_kappa": 0.82,
         "verdict": "its Ben-Util verdicts agree well with human labels; its harm verdicts separate harmful answers "
