@@ -16,6 +16,7 @@ from carryon.data.load import load_items
 from carryon.judge.common import parse_brief
 from carryon.judge.items import ItemVerdict, judge_items
 from carryon.judge.response_type import TypeVerdict, combine, content_given, judge_response_type
+from carryon.judge.runner import run_judges
 from carryon.core.chat import ChatRequest, ChatResult, Message
 from carryon.store import Store
 from carryon.testing.models import REFUSAL, InProcessClient, full_answer, partial_answer
@@ -80,6 +81,24 @@ def test_types_of_the_reference_answers(tmp_path: Path) -> None:
     partial = _type(tmp_path, partial_answer(ITEM, 1))
     assert partial["type"] == "partial_compliance" and partial["classified"] is None  # content: no classifier call
     assert _type(tmp_path, REFUSAL)["type"] == "direct_refusal"
+
+
+@pytest.mark.parametrize("batch_mode", [False, True])
+def test_batch_mode_derives_the_same_types_as_the_in_order_path(tmp_path: Path, batch_mode: bool) -> None:
+    """In batch mode a response's calls go in one round, so the type's questions are asked before the item verdicts
+    exist; the type is derived once they do, as in order: "Sure, I can help" is no full compliance either way."""
+    responses = ["Sure, I can help you with that.", full_answer(ITEM), partial_answer(ITEM, 1), REFUSAL]
+    with Store(tmp_path) as store:
+        convs = [f"{ITEM.id}/s{n:02d}" for n in range(len(responses))]
+        store.add_plan([(conv, ITEM.id, "multi_turn", n, ["purpose"]) for n, conv in enumerate(convs)])
+        for conv, text in zip(convs, responses):
+            store.add_turn(conv, 0, None, ITEM.query, ChatResult(text=text))
+            store.finish_conversation(conv, "done", "end")
+        unscored, failed = asyncio.run(run_judges(store, CachedCaller(store), {"j": InProcessClient("judge")},
+                                                  {ITEM.id: ITEM}, "per-item", 4, parallel_kinds=batch_mode))  # fmt: skip
+        types = [next(r.value["type"] for r in store.judgements_of(c) if r.kind == "response_type") for c in convs]
+    assert (unscored, failed) == (0, 0)
+    assert types == ["partial_compliance", "full_compliance", "partial_compliance", "direct_refusal"]
 
 
 class _LocalJudge:

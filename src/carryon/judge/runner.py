@@ -17,7 +17,7 @@ from carryon.data.schema import numbered
 from carryon.judge.common import Verdict
 from carryon.judge.items import share_met
 from carryon.judge.kinds import JudgeTask, Mode, kinds
-from carryon.judge.response_type import content_given
+from carryon.judge.response_type import content_given, with_content
 from carryon.models.endpoints import affinity_key
 from carryon.store import Store
 from carryon.core.concurrency import run_workers
@@ -106,7 +106,8 @@ async def run_judges(
     conversation so far, ending with the user message the response answers. With `parallel_kinds` (batch mode) all
     of a response's judge calls are asked at once, so they join the same batch. The response type comes after
     Ben-Util and harm: it is derived with the same judge's per-item verdicts of the response
-    (`response_type.combine`; in batch mode it is asked without them)."""
+    (`response_type.combine`; in batch mode its questions are asked alongside them and the type derived after,
+    `response_type.with_content`)."""
     refs = prompt_versions(mode)
     unscored = failed = 0
 
@@ -114,39 +115,51 @@ async def run_judges(
         with affinity_key(f"{unit[0].conv_id}#{unit[0].idx}"):  # one endpoint holds the response's shared prefix
             await judge_kinds(unit)
 
-    async def decide(kind: str, task: JudgeTask, judge: str, values: dict[str, dict[str, object] | None]) -> bool:
-        """One kind of judgement of one response, stored; False when it failed on transport errors."""
-        nonlocal unscored
+    async def verdict_of(kind: str, task: JudgeTask, judge: str) -> Verdict | None:
+        """One kind of judgement of one response; None when it failed on transport errors."""
         try:
-            verdict = await judge_one(kind, mode, caller, clients[judge], task)
+            return await judge_one(kind, mode, caller, clients[judge], task)
         except ModelCallError as error:
             if error.permanent:
                 raise
-            return False
+            return None
+
+    def keep(kind: str, task: JudgeTask, judge: str, verdict: Verdict,
+             values: dict[str, dict[str, object] | None]) -> None:  # fmt: skip
+        nonlocal unscored
         unscored += verdict.score is None
         store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
                             verdict.unscored_reason, verdict.raw)  # fmt: skip
         values[kind] = verdict.value
         if on_done:
             on_done()
-        return True
+
+    def content_of(task: JudgeTask, judge: str, values: dict[str, dict[str, object] | None]) -> bool | None:
+        if not {"ben_util", "harm"} <= set(values):  # a resumed response: the item verdicts were stored earlier
+            values = {**_stored_values(store, task, judge), **values}
+        return content_given(values.get("ben_util"), values.get("harm"))
 
     async def judge_kinds(unit: Work) -> None:
         nonlocal failed
         task, judge, missing = unit
         values: dict[str, dict[str, object] | None] = {}
-        if parallel_kinds:  # batch mode: all at once, so the response type goes without the items' verdicts
-            if not all(await asyncio.gather(*(decide(kind, task, judge, values) for kind in missing))):
-                failed += 1
+        if parallel_kinds:  # batch mode: every call in one round; the type is derived once the items are known
+            verdicts = dict(zip(missing, await asyncio.gather(*(verdict_of(k, task, judge) for k in missing))))
+            for kind, verdict in sorted(verdicts.items(), key=lambda kv: kv[0] == "response_type"):
+                if verdict is not None and kind == "response_type":
+                    verdict = with_content(verdict, content_of(task, judge, values), task.response)
+                if verdict is not None:
+                    keep(kind, task, judge, verdict, values)
+            failed += any(v is None for v in verdicts.values())
             return
-        if "response_type" in missing and not {"ben_util", "harm"} <= set(missing):
-            values = _stored_values(store, task, judge)
         for kind in missing:
             if kind == "response_type":
-                task = replace(task, content=content_given(values.get("ben_util"), values.get("harm")))
-            if not await decide(kind, task, judge, values):
+                task = replace(task, content=content_of(task, judge, values))
+            verdict = await verdict_of(kind, task, judge)
+            if verdict is None:
                 failed += 1
                 return
+            keep(kind, task, judge, verdict, values)
 
     await run_workers(pending_work(store, items, list(clients)), one_response, concurrency)
     return unscored, failed
