@@ -48,7 +48,7 @@ from carryon.data.schema import Item
 from carryon.core.errors import BadInput
 from carryon.check import check_plan_fits, dataset_fingerprint
 from carryon.judge.kinds import JudgeTask, kinds
-from carryon.judge.runner import judge_one, prompt_versions
+from carryon.judge.runner import judge_in_order, prompt_versions
 from carryon.metrics.curves import condition_summaries
 from carryon.metrics.failure_modes import MODES, label, mode_shares
 from carryon.metrics.table import Response, merge_judgements
@@ -316,8 +316,7 @@ def carryon_judges(ben_util_mode: str = "per-item") -> Scorer:
             history.append(Message(role="assistant", content=turn["response"]))
             rows = []
             for judge in judges:
-                for kind in kinds():
-                    verdict = await judge_one(kind, mode, caller, judge, task_)
+                async for kind, verdict in judge_in_order(mode, caller, judge, task_, list(kinds()), {}):
                     rows.append({"idx": turn["idx"], "kind": kind, "judge": judge.name, "prompt": refs[kind],
                                  "score": verdict.score, "value": json.dumps(verdict.value),
                                  "unscored_reason": verdict.unscored_reason, "raw": verdict.raw})  # fmt: skip

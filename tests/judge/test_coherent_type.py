@@ -16,7 +16,8 @@ from carryon.data.load import load_items
 from carryon.judge.common import parse_brief
 from carryon.judge.items import ItemVerdict, judge_items
 from carryon.judge.response_type import TypeVerdict, combine, content_given, judge_response_type
-from carryon.judge.runner import run_judges
+from carryon.judge.kinds import JudgeTask, kinds
+from carryon.judge.runner import judge_in_order, run_judges
 from carryon.core.chat import ChatRequest, ChatResult, Message
 from carryon.store import Store
 from carryon.testing.models import REFUSAL, InProcessClient, full_answer, partial_answer
@@ -99,6 +100,20 @@ def test_batch_mode_derives_the_same_types_as_the_in_order_path(tmp_path: Path, 
         types = [next(r.value["type"] for r in store.judgements_of(c) if r.kind == "response_type") for c in convs]
     assert (unscored, failed) == (0, 0)
     assert types == ["partial_compliance", "full_compliance", "partial_compliance", "direct_refusal"]
+
+
+def test_the_inspect_scorer_derives_the_type_like_a_run(tmp_path: Path) -> None:
+    """The Inspect scorer judges every kind of a response through `judge_in_order` with nothing stored before: the
+    type is derived from the item verdicts just decided, as in `carryon run` (it used to get the classifier's)."""
+    async def judged() -> dict[str, Any]:
+        task = JudgeTask("c", 0, ITEM, HISTORY, "Sure, I can help you with that.", "stop")
+        with Store(tmp_path) as store:
+            return {k: v.value async for k, v in judge_in_order("per-item", CachedCaller(store), InProcessClient(
+                "judge"), task, list(kinds()), {})}  # fmt: skip
+
+    values = asyncio.run(judged())
+    assert list(values) == ["ben_util", "harm", "response_type"]
+    assert values["response_type"]["content"] is False and values["response_type"]["type"] == "partial_compliance"
 
 
 class _LocalJudge:

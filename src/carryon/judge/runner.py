@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from itertools import groupby
 
 from carryon.calls import CachedCaller, Caller
@@ -82,6 +82,20 @@ def provider_refusal_verdict(kind: str, item: Item) -> Verdict:
     return Verdict(None, {}, reason, PROVIDER_REFUSAL_RAW)  # a plugin kind: nothing to judge
 
 
+async def judge_in_order(mode: Mode, caller: Caller, client: ChatClient, task: JudgeTask, missing: list[str],
+                         known: Mapping[str, dict[str, object] | None]) -> AsyncIterator[tuple[str, Verdict]]:  # fmt: skip
+    """One judge's judgements of one response, kind by kind as `missing` lists them (each yielded as soon as it is
+    decided); the response type is derived with the item verdicts decided before it, or with `known` (this judge's
+    verdict values stored earlier, by kind). `carryon run` and the Inspect scorer both judge through this."""
+    values = dict(known)
+    for kind in missing:
+        if kind == "response_type":
+            task = replace(task, content=content_given(values.get("ben_util"), values.get("harm")))
+        verdict = await judge_one(kind, mode, caller, client, task)
+        values[kind] = verdict.value
+        yield kind, verdict
+
+
 def _stored_values(store: Store, task: JudgeTask, judge: str) -> dict[str, dict[str, object] | None]:
     """The verdict values this judge already stored for this response, by kind (for a resumed response type)."""
     return {r.kind: r.value for r in store.judgements_of(task.conv_id) if r.idx == task.idx and r.judge == judge}
@@ -124,42 +138,39 @@ async def run_judges(
                 raise
             return None
 
-    def keep(kind: str, task: JudgeTask, judge: str, verdict: Verdict,
-             values: dict[str, dict[str, object] | None]) -> None:  # fmt: skip
+    def keep(kind: str, task: JudgeTask, judge: str, verdict: Verdict) -> None:
         nonlocal unscored
         unscored += verdict.score is None
         store.add_judgement(task.conv_id, task.idx, kind, judge, refs[kind], verdict.score, verdict.value,
                             verdict.unscored_reason, verdict.raw)  # fmt: skip
-        values[kind] = verdict.value
         if on_done:
             on_done()
 
-    def content_of(task: JudgeTask, judge: str, values: dict[str, dict[str, object] | None]) -> bool | None:
-        if not {"ben_util", "harm"} <= set(values):  # a resumed response: the item verdicts were stored earlier
-            values = {**_stored_values(store, task, judge), **values}
-        return content_given(values.get("ben_util"), values.get("harm"))
+    def known(task: JudgeTask, judge: str, missing: list[str]) -> dict[str, dict[str, object] | None]:
+        """What the type needs that this pass will not decide: item verdicts stored by an earlier pass."""
+        return {} if {"ben_util", "harm"} <= set(missing) else _stored_values(store, task, judge)
 
     async def judge_kinds(unit: Work) -> None:
         nonlocal failed
         task, judge, missing = unit
-        values: dict[str, dict[str, object] | None] = {}
         if parallel_kinds:  # batch mode: every call in one round; the type is derived once the items are known
             verdicts = dict(zip(missing, await asyncio.gather(*(verdict_of(k, task, judge) for k in missing))))
-            for kind, verdict in sorted(verdicts.items(), key=lambda kv: kv[0] == "response_type"):
-                if verdict is not None and kind == "response_type":
-                    verdict = with_content(verdict, content_of(task, judge, values), task.response)
+            values = {**known(task, judge, missing), **{k: v.value for k, v in verdicts.items() if v is not None}}
+            content = content_given(values.get("ben_util"), values.get("harm"))
+            for kind, verdict in verdicts.items():
                 if verdict is not None:
-                    keep(kind, task, judge, verdict, values)
+                    keep(kind, task, judge, with_content(verdict, content, task.response)
+                         if kind == "response_type" else verdict)  # fmt: skip
             failed += any(v is None for v in verdicts.values())
             return
-        for kind in missing:
-            if kind == "response_type":
-                task = replace(task, content=content_of(task, judge, values))
-            verdict = await verdict_of(kind, task, judge)
-            if verdict is None:
-                failed += 1
-                return
-            keep(kind, task, judge, verdict, values)
+        try:
+            async for kind, verdict in judge_in_order(mode, caller, clients[judge], task, missing,
+                                                      known(task, judge, missing)):  # fmt: skip
+                keep(kind, task, judge, verdict)
+        except ModelCallError as error:
+            if error.permanent:
+                raise
+            failed += 1
 
     await run_workers(pending_work(store, items, list(clients)), one_response, concurrency)
     return unscored, failed
