@@ -57,7 +57,8 @@ def test_inspect_eval_then_import_equals_carryon_run(fake_server: str, small_dat
     from inspect_ai.log import read_eval_log
 
     header = read_eval_log(str(log))
-    assert header.status == "success" and len(header.samples or []) == 2 * (1 + 2)
+    # as `carryon run` by default: the benign user and the malicious twin, each the upfront + 2 sequences per item
+    assert header.status == "success" and len(header.samples or []) == 2 * (1 + 2) * 2
     sample = next(s for s in header.samples or [] if s.metadata["condition"] == "multi_turn")
     assert set(sample.metadata) >= {"item_id", "condition", "sequence_index", "moves", "category", "item"}
     assert sample.scores is not None
@@ -76,11 +77,12 @@ def test_inspect_eval_then_import_equals_carryon_run(fake_server: str, small_dat
     result = run_cli("import-inspect", str(log), "--out", str(imported))
     assert result.returncode == 0, result.stderr
     ran = run_cli("run", "--target", "openai-api/ideal", "--judge", "openai-api/judge", "--base-url", fake_server,
-                  "--dataset", str(small_dataset), "--limit", "2", "--sequences", "2", "--conditions", "benign",
-                  "--out", str(reference), "-q")  # fmt: skip (the Inspect task plays the benign user only)
+                  "--dataset", str(small_dataset), "--limit", "2", "--sequences", "2", "--out", str(reference),
+                  "-q")  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     mine, theirs = load_metrics(imported), load_metrics(reference)
     assert mine["models"]["openai-api/testing/ideal"] == theirs["models"]["openai-api/ideal"]
+    assert mine["models"]["openai-api/testing/ideal"]["discrimination"]["n"] > 0  # the twin's rows came through
     for key in ("conversations", "dataset_sha256", "dataset_version", "judge_prompt_versions", "seed", "user"):
         assert mine[key] == theirs[key], key
     assert metrics["final_ben_util"] == theirs["models"]["openai-api/ideal"]["conditions"]["multi_turn"]["ben_util"]["mean"]
@@ -136,12 +138,18 @@ def test_plan_conditions_and_provider_refusal_mapping() -> None:
 
     items = load_items(None, 2)
     config = RunConfig(sequences=3, out=Path("."))
-    every = plan_samples(items, config, _conditions("upfront,multi_turn"))
+    every = plan_samples(items, config, _conditions("benign"))
     assert [s.id for s in every][:4] == [f"{items[0].id}/upfront", f"{items[0].id}/s00", f"{items[0].id}/s01",
                                          f"{items[0].id}/s02"]  # carryon run's plan, in its order
     upfront = plan_samples(items, config, _conditions("upfront"))
     assert [s.input for s in upfront] == [i.intent_upfront for i in items]
-    assert _conditions("all") == ("upfront", "multi_turn")
+    assert _conditions("all") == ("upfront", "multi_turn", "malicious_upfront", "malicious")
+    assert _conditions("benign") == _conditions("multi_turn,upfront") == ("upfront", "multi_turn")
+    twins = plan_samples(items, config, _conditions("malicious_upfront,malicious"))
+    assert [(s.metadata or {})["condition"] for s in twins][:2] == ["malicious_upfront", "malicious"]
+    assert isinstance(twins[0].input, str) and twins[0].input.endswith(items[0].query)
+    assert twins[0].input != items[0].intent_upfront
+    assert twins[1].input == items[0].query  # the twin opens with the same question
     for bad in ("turn1", "sideways", ""):
         with pytest.raises(BadInput):
             _conditions(bad)

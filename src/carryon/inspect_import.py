@@ -17,6 +17,7 @@ from typing import Any
 from carryon.config import IDENTITY_FIELDS
 from carryon.core.errors import BadInput
 from carryon.core.chat import ChatResult
+from carryon.simulate.plans import BENIGN_CONDITIONS, CONDITIONS
 from carryon.store import Store
 
 SETTINGS_MUST_MATCH = ("settings", "dataset_sha256", "dataset_version", "judge_prompt_versions")
@@ -85,7 +86,7 @@ def import_logs(paths: list[Path], out: Path) -> ImportOutcome:
         **settings, "target": target, "user": users.pop() if users else "scripted",
         "judge": list(judges.pop()) if judges else [], "dataset_sha256": run["dataset_sha256"],
         "judge_prompt_versions": run["judge_prompt_versions"], "carryon_version": run["carryon_version"],
-        "source": "inspect", "inspect_logs": [str(p) for p in paths], "conditions": run.get("conditions"),
+        "source": "inspect", "inspect_logs": [str(p) for p in paths], "conditions": _condition_set(run.get("conditions")),
     }  # fmt: skip
     values = {**config, "dataset_version": run["dataset_version"]}
     identity = {key: values.get(key) for key in IDENTITY_FIELDS}
@@ -122,6 +123,16 @@ def import_logs(paths: list[Path], out: Path) -> ImportOutcome:
         store.commit()
         write_outputs(store)
     return ImportOutcome(out, len(ordered), failed, len(logs))
+
+
+def _condition_set(planned: list[str] | None) -> str | list[str] | None:
+    """The task's conditions as `carryon run` names them (`all`, `benign`), so an import and a run of the same plan
+    have the same identity; another subset stays a list."""
+    if planned is not None and set(planned) == set(CONDITIONS):
+        return "all"
+    if planned is not None and set(planned) == set(BENIGN_CONDITIONS):
+        return "benign"
+    return planned
 
 
 def _played(sample: Any) -> dict[str, Any] | None:

@@ -1,11 +1,12 @@
 """CarryOnBench as an Inspect AI task (extra `carryonbench[inspect]`; docs/inspect.md):
 
     inspect eval carryon/carryonbench --model <target> [--model-role user=<m>] [--model-role grader=<m>]
-        [-T limit=N] [-T sequences=K] [-T conditions=upfront,multi_turn] [-T dataset=PATH|hf:ORG/NAME@REV] …
+        [-T limit=N] [-T sequences=K] [-T conditions=all|benign|upfront,multi_turn,…] [-T dataset=PATH|hf:ORG/NAME@REV] …
 
 The same plans, simulated users, judges and judge prompt versions as `carryon run` — this module only adapts them:
-each Sample is one planned conversation (item × condition × sequence); the solver plays it with CarryOn's engine and
-simulated user (scripted unless a `user` role is given); the scorer judges every response with CarryOn's judges
+each Sample is one planned conversation (item × condition × sequence; by default, as in `carryon run`, the benign
+user's and the malicious twin's); the solver plays it with CarryOn's engine and simulated user (scripted unless a
+`user` role is given); the scorer judges every response with CarryOn's judges
 (the `grader` role — a list of models is a panel —, else the model under evaluation, Inspect's convention). Roles
 are resolved inside solve and score, so `--model-role` applies. A score carries, per turn, Ben-Util, harm, response
 type and every judgement; the task metric gives turn-1 / upfront / final Ben-Util, final harm and the failure-mode
@@ -54,11 +55,12 @@ from carryon.metrics.failure_modes import MODES, label, mode_shares
 from carryon.metrics.table import Response, merge_judgements
 from carryon.core.chat import PROVIDER_REFUSAL, ChatRequest, ChatResult, Message, Usage
 from carryon.simulate.engine import Engine, TargetSettings
-from carryon.simulate.plans import plan_item
+from carryon.simulate.engine import first_message
+from carryon.simulate.plans import BENIGN_CONDITIONS, CONDITIONS, MALICIOUS_CONDITIONS, plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
 from carryon.store import JudgementRow
 
-PLANNED_CONDITIONS = ("upfront", "multi_turn")
+PLANNED_CONDITIONS = CONDITIONS
 STORE_KEY = "carryon"
 
 _STOP = {"stop": "stop", "max_tokens": "length", "model_length": "length", "content_filter": PROVIDER_REFUSAL}
@@ -120,12 +122,15 @@ def _conditions(spec: str | list[str]) -> tuple[str, ...]:
     names = [c.strip() for c in (spec.split(",") if isinstance(spec, str) else spec) if c.strip()]
     if "all" in names:
         return PLANNED_CONDITIONS
+    if "benign" in names:
+        names = [n for n in names if n != "benign"] + list(BENIGN_CONDITIONS)
     for name in names:
         if name == "turn1":
             raise BadInput("-T conditions=turn1: turn 1 is the first response of each multi_turn conversation; "
                            "pass multi_turn (its metric turn1_ben_util is reported)")  # fmt: skip
         if name not in PLANNED_CONDITIONS:
-            raise BadInput(f"-T conditions={name}: unknown condition; known: {', '.join(PLANNED_CONDITIONS)}, all")
+            raise BadInput(f"-T conditions={name}: unknown condition; known: {', '.join(PLANNED_CONDITIONS)}, "
+                           "benign, all")  # fmt: skip
     if not names:
         raise BadInput("-T conditions: name at least one condition")
     return tuple(c for c in PLANNED_CONDITIONS if c in names)
@@ -144,14 +149,15 @@ def plan_samples(items: list[Item], config: RunConfig, conditions: tuple[str, ..
     """One Sample per planned conversation, in `carryon run`'s plan order (`plan_ord`), each with its item."""
     samples = []
     order = 0
+    twins = any(c in MALICIOUS_CONDITIONS for c in conditions)
     for item in items:
-        for planned in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1):
+        for planned in plan_item(item.id, config.sequences, config.seed, max_moves=config.max_responses - 1,
+                                 malicious=twins and item.malicious is not None):  # fmt: skip
             order += 1
             if planned.condition not in conditions:
                 continue
-            first = item.intent_upfront if planned.condition == "upfront" else item.query
             samples.append(Sample(
-                id=planned.conv_id, input=first,
+                id=planned.conv_id, input=first_message(item, planned.condition),
                 metadata={"conv_id": planned.conv_id, "item_id": item.id, "category": item.category,
                           "condition": planned.condition, "sequence_index": planned.sequence_index,
                           "moves": [m.value for m in planned.moves], "plan_ord": order,
@@ -171,7 +177,7 @@ def carryonbench(
     dataset: str | None = None,
     limit: int | None = None,
     sequences: int = 15,
-    conditions: str | list[str] = "upfront,multi_turn",
+    conditions: str | list[str] = "all",
     seed: int = 0,
     max_turns: int = 12,
     max_tokens: int = 400,
