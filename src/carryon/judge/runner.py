@@ -148,7 +148,9 @@ async def run_judges(
 
     def known(task: JudgeTask, judge: str, missing: list[str]) -> dict[str, dict[str, object] | None]:
         """What the type needs that this pass will not decide: item verdicts stored by an earlier pass."""
-        return {} if {"ben_util", "harm"} <= set(missing) else _stored_values(store, task, judge)
+        if "response_type" not in missing or {"ben_util", "harm"} <= set(missing):
+            return {}
+        return _stored_values(store, task, judge)
 
     async def judge_kinds(unit: Work) -> None:
         nonlocal failed
