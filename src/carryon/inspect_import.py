@@ -86,7 +86,8 @@ def import_logs(paths: list[Path], out: Path) -> ImportOutcome:
         **settings, "target": target, "user": users.pop() if users else "scripted",
         "judge": list(judges.pop()) if judges else [], "dataset_sha256": run["dataset_sha256"],
         "judge_prompt_versions": run["judge_prompt_versions"], "carryon_version": run["carryon_version"],
-        "source": "inspect", "inspect_logs": [str(p) for p in paths], "conditions": _condition_set(run.get("conditions")),
+        "source": "inspect", "inspect_logs": [str(p) for p in paths],
+        "conditions": _condition_set(run.get("conditions")),
     }  # fmt: skip
     values = {**config, "dataset_version": run["dataset_version"]}
     identity = {key: values.get(key) for key in IDENTITY_FIELDS}

@@ -1,7 +1,8 @@
 """CarryOnBench as an Inspect AI task (extra `carryonbench[inspect]`; docs/inspect.md):
 
     inspect eval carryon/carryonbench --model <target> [--model-role user=<m>] [--model-role grader=<m>]
-        [-T limit=N] [-T sequences=K] [-T conditions=all|benign|upfront,multi_turn,…] [-T dataset=PATH|hf:ORG/NAME@REV] …
+        [-T limit=N] [-T sequences=K] [-T conditions=all|benign|upfront,multi_turn,…]
+        [-T dataset=PATH|hf:ORG/NAME@REV] …
 
 The same plans, simulated users, judges and judge prompt versions as `carryon run` — this module only adapts them:
 each Sample is one planned conversation (item × condition × sequence; by default, as in `carryon run`, the benign
@@ -54,8 +55,7 @@ from carryon.metrics.curves import condition_summaries
 from carryon.metrics.failure_modes import MODES, label, mode_shares
 from carryon.metrics.table import Response, merge_judgements
 from carryon.core.chat import PROVIDER_REFUSAL, ChatRequest, ChatResult, Message, Usage
-from carryon.simulate.engine import Engine, TargetSettings
-from carryon.simulate.engine import first_message
+from carryon.simulate.engine import Engine, TargetSettings, first_message
 from carryon.simulate.plans import BENIGN_CONDITIONS, CONDITIONS, MALICIOUS_CONDITIONS, plan_item
 from carryon.simulate.user import LLMUser, ScriptedUser, SimulatedUser
 from carryon.store import JudgementRow

@@ -18,7 +18,7 @@ from carryon.judge.items import ItemVerdict, judge_items
 from carryon.judge.response_type import TypeVerdict, combine, content_given, judge_response_type
 from carryon.judge.kinds import JudgeTask, kinds
 from carryon.judge.runner import judge_in_order, run_judges
-from carryon.core.chat import ChatRequest, ChatResult, Message
+from carryon.core.chat import ChatClient, ChatRequest, ChatResult, Message
 from carryon.store import Store
 from carryon.testing.models import REFUSAL, InProcessClient, full_answer, partial_answer
 
@@ -95,8 +95,9 @@ def test_batch_mode_derives_the_same_types_as_the_in_order_path(tmp_path: Path, 
         for conv, text in zip(convs, responses):
             store.add_turn(conv, 0, None, ITEM.query, ChatResult(text=text))
             store.finish_conversation(conv, "done", "end")
-        unscored, failed = asyncio.run(run_judges(store, CachedCaller(store), {"j": InProcessClient("judge")},
-                                                  {ITEM.id: ITEM}, "per-item", 4, parallel_kinds=batch_mode))  # fmt: skip
+        clients: dict[str, ChatClient] = {"j": InProcessClient("judge")}
+        unscored, failed = asyncio.run(run_judges(store, CachedCaller(store), clients, {ITEM.id: ITEM}, "per-item", 4,
+                                                  parallel_kinds=batch_mode))  # fmt: skip
         types = [next(r.value["type"] for r in store.judgements_of(c) if r.kind == "response_type") for c in convs]
     assert (unscored, failed) == (0, 0)
     assert types == ["partial_compliance", "full_compliance", "partial_compliance", "direct_refusal"]

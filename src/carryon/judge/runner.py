@@ -82,8 +82,14 @@ def provider_refusal_verdict(kind: str, item: Item) -> Verdict:
     return Verdict(None, {}, reason, PROVIDER_REFUSAL_RAW)  # a plugin kind: nothing to judge
 
 
-async def judge_in_order(mode: Mode, caller: Caller, client: ChatClient, task: JudgeTask, missing: list[str],
-                         known: Mapping[str, dict[str, object] | None]) -> AsyncIterator[tuple[str, Verdict]]:  # fmt: skip
+async def judge_in_order(
+    mode: Mode,
+    caller: Caller,
+    client: ChatClient,
+    task: JudgeTask,
+    missing: list[str],
+    known: Mapping[str, dict[str, object] | None],
+) -> AsyncIterator[tuple[str, Verdict]]:
     """One judge's judgements of one response, kind by kind as `missing` lists them (each yielded as soon as it is
     decided); the response type is derived with the item verdicts decided before it, or with `known` (this judge's
     verdict values stored earlier, by kind). `carryon run` and the Inspect scorer both judge through this."""
