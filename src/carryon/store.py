@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from carryon.core.chat import ChatResult, Usage
 from carryon.core.errors import BadInput
@@ -376,16 +376,7 @@ class Store:
 
     def count_missing_audits(self, item_ids: list[str], judge: str, kinds: tuple[str, ...]) -> int:
         """User messages (turns with a move) of finished conversations of `item_ids` lacking an audit verdict."""
-        marks = ",".join("?" * len(item_ids))
-        total = 0
-        for kind in kinds:
-            total += self.db.execute(
-                f"SELECT COUNT(*) FROM plan p JOIN turns t USING (conv_id) WHERE p.status='done' AND t.move IS NOT NULL "
-                f"AND p.item_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM audits a "
-                "WHERE a.conv_id=t.conv_id AND a.idx=t.idx AND a.kind=? AND a.judge=?)",
-                [*item_ids, kind, judge],
-            ).fetchone()[0]
-        return int(total)
+        return self._count_missing("audits", item_ids, [judge], kinds, user_turns_only=True)
 
     def drop_judgements(self) -> None:
         with self._durable():
@@ -401,17 +392,19 @@ class Store:
     def count_missing_judgements(self, item_ids: list[str], judges: list[str], kinds: tuple[str, ...]) -> int:
         """(response, judge, kind) triples without a judgement, over the finished conversations of `item_ids`; an
         index lookup per triple, no text read."""
+        return self._count_missing("judgements", item_ids, judges, kinds, user_turns_only=False)
+
+    def _count_missing(self, table: Literal["judgements", "audits"], item_ids: list[str], judges: list[str],
+                       kinds: tuple[str, ...], *, user_turns_only: bool) -> int:  # fmt: skip
+        """Turns of finished conversations of `item_ids` (only user messages, turns with a move, if
+        `user_turns_only`) without a `table` row, summed over (judge, kind)."""
         marks = ",".join("?" * len(item_ids))
-        total = 0
-        for judge in judges:
-            for kind in kinds:
-                total += self.db.execute(
-                    f"SELECT COUNT(*) FROM plan p JOIN turns t USING (conv_id) WHERE p.status='done' "
-                    f"AND p.item_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM judgements j "
-                    "WHERE j.conv_id=t.conv_id AND j.idx=t.idx AND j.kind=? AND j.judge=?)",
-                    [*item_ids, kind, judge],
-                ).fetchone()[0]
-        return int(total)
+        moves = "AND t.move IS NOT NULL " if user_turns_only else ""
+        sql = (f"SELECT COUNT(*) FROM plan p JOIN turns t USING (conv_id) WHERE p.status='done' {moves}"
+               f"AND p.item_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM {table} x "
+               "WHERE x.conv_id=t.conv_id AND x.idx=t.idx AND x.kind=? AND x.judge=?)")  # fmt: skip
+        return int(sum(self.db.execute(sql, [*item_ids, kind, judge]).fetchone()[0] for judge in judges
+                       for kind in kinds))  # fmt: skip
 
     def judges(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT judge FROM judgements ORDER BY judge")]
