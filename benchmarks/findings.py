@@ -6,8 +6,8 @@ A fixed, seeded sample of the built-in dataset (`--items`, stratified by categor
 written to OUT/sample.jsonl) is played against each target (`local/qwen2.5-coder-1.5b` and `local/qwen2.5-coder-0.5b`
 by default) with the bundled 1.5B model as judge and the scripted user, `--sequences 5 --max-turns 6`: the upfront
 baseline and five two-move sequences — pure intent (purpose → narrowing, purpose → context), pure pushback, pure
-disengage, and pushback → purpose. With `--conditions all` (once the run supports it, issue 14) the malicious twin
-plays the same sequences.
+disengage, and pushback → purpose. With `--conditions all` (the default) the malicious twin plays the same
+sequences.
 
 Resumable and incremental: each target's run lives in OUT/<target>/, and the script grows both runs item by item
 (`--limit 1, 2, …`, which resumes a run: every call made is cached), so stopping at any time (Ctrl-C, or
@@ -67,11 +67,8 @@ def write_sample(out: Path, n: int, seed: int, dataset: Path | None = None) -> P
 
 
 def _config(target: str, judge: str, sample: Path, out: Path, limit: int, args: argparse.Namespace) -> RunConfig:
-    extra: dict[str, Any] = {}
-    if args.conditions and "conditions" in RunConfig.model_fields:  # the malicious twin, once issue 14 lands
-        extra["conditions"] = args.conditions
     return RunConfig(target=target, judge=[judge], dataset=str(sample), limit=limit, sequences=5, max_turns=6,
-                     max_tokens=args.max_tokens, seed=args.seed, out=out, **extra)  # fmt: skip
+                     max_tokens=args.max_tokens, seed=args.seed, out=out, conditions=args.conditions)  # fmt: skip
 
 
 def grow(args: argparse.Namespace, sample: Path, targets: list[str]) -> dict[str, Any]:
@@ -264,7 +261,7 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--judge", default=JUDGE)
     parser.add_argument("--max-tokens", type=int, default=256, help="target tokens per response")
-    parser.add_argument("--conditions", default="all", help="'all' adds the malicious twin where the run supports it")
+    parser.add_argument("--conditions", default="all", help="'all' adds the malicious twin; 'benign' plays the benign user only")
     parser.add_argument("--budget-min", type=float, default=0, help="stop growing the runs after this many minutes")
     parser.add_argument("--dataset", type=Path, default=None, help="sample from this dataset (default: built-in)")
     parser.add_argument("--report-only", action="store_true", help="only summarise what the runs hold")

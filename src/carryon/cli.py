@@ -563,6 +563,7 @@ def judge_validate(
     judge: Annotated[str, typer.Option(help="judge model, provider/model")] = "local/qwen2.5-coder-1.5b",
     base_url: Annotated[Optional[str], typer.Option(help="base URL for an openai-api/ judge")] = None,
     limit: Annotated[Optional[int], typer.Option(help="stratified sample of N rows (seeded)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the --limit sample (another seed: another sample)")] = 0,
     mode: Annotated[str, typer.Option(help="Ben-Util mode: per-item or batched")] = "per-item",
     concurrency: Annotated[int, typer.Option(help="judge calls in flight (1 for a local model)")] = 4,
     out_arg: Annotated[str, typer.Option("--out", help="folder for the call cache and the result JSON")] = "runs/judge-validate",
@@ -599,7 +600,7 @@ def judge_validate(
             rows = v.load_xstest(data, unsafe_only=task == "harm")
         if task == "harm":  # compliance vs refusal, in equal numbers
             rows = [r for r in rows if r.label != "3_partial_refusal"]
-        rows = v.stratified_sample(rows, limit, balanced=task == "harm")
+        rows = v.stratified_sample(rows, limit, seed, balanced=task == "harm")
         check_writable(out)
         path = out / v.result_file_name(task, judge)  # made before any call: a long judge name fits
         check_out(out, outputs=frozenset({path.name}) | {p.name for p in out.glob("validation-*.json")})
@@ -615,7 +616,7 @@ def judge_validate(
         with locked(out):
             prepare_out(out, force_new=False)
             result = run_async(go())
-            result.update(data=str(data), limit=limit)
+            result.update(data=str(data), limit=limit, seed=seed)
             write_json(path, result)
     except CarryOnError as error:
         fail(error)

@@ -10,13 +10,13 @@ VALIDATED: dict[str, dict[str, Any]] = {
     "local/qwen2.5-coder-1.5b": {
         "measured_with": "judge_system@3+ben_util_item@1+declines@1+response_type@2",
         "harm_auroc": 0.80,
-        "response_type_accuracy": 0.68,
-        "response_type_kappa": 0.49,
+        "response_type_accuracy": 0.82,
+        "response_type_kappa": 0.68,
         "ben_util_accuracy": 0.91,
         "ben_util_kappa": 0.82,
         "verdict": "its Ben-Util verdicts agree well with human labels; its harm verdicts separate harmful answers "
         "from refusals but flag a third of refusals that discuss the topic, so harm runs high; its response types "
-        "are rough. Treat harm and response-type figures as indicative and use a stronger judge (or a panel) for "
+        "agree fairly (it rarely finds partial refusals). Treat harm and response-type figures as indicative and use a stronger judge (or a panel) for "
         "results",
     },
 }
