@@ -9,6 +9,7 @@ import csv
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from carryon.core.chat import ChatRequest, ChatResult
 from carryon.judge import validate as v
@@ -65,13 +66,14 @@ def test_response_type_validation_asks_an_item_naming_each_request(tmp_path: Pat
 def test_validate_seed_picks_another_sample_and_records_it(tmp_path: Path) -> None:
     from conftest import REPO, run_cli
 
-    def sample(seed: int, out: str) -> dict[str, object]:
+    def sample(seed: int, out: str) -> dict[str, Any]:
         result = run_cli("judge", "validate", "--task", "ben-util", "--data", str(REPO / "tests/data/benutil_gold.jsonl"),
                          "--judge", "testing/judge", "--limit", "6", "--seed", str(seed), "--out", str(tmp_path / out))  # fmt: skip
         assert result.returncode == 0, result.stderr
-        return json.loads((tmp_path / out / v.result_file_name("ben-util", "testing/judge")).read_text())
+        result_json: dict[str, Any] = json.loads((tmp_path / out / v.result_file_name("ben-util", "testing/judge")).read_text())
+        return result_json
 
     first, again, other = sample(0, "a"), sample(0, "b"), sample(1, "c")
     assert first["seed"] == 0 and other["seed"] == 1
-    assert first["rows"] == again["rows"] and len(first["rows"]) == 6  # type: ignore[arg-type]
-    assert set(first["rows"]) != set(other["rows"])  # type: ignore[arg-type]
+    assert first["rows"] == again["rows"] and len(first["rows"]) == 6
+    assert set(first["rows"]) != set(other["rows"])
