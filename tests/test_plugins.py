@@ -68,3 +68,23 @@ def test_an_installed_provider_runs_a_benchmark(plugin_path: Path, small_dataset
     unknown = subprocess.run([sys.executable, "-m", "carryon", "run", "--target", "nope/x", "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert unknown.returncode == 2 and "known: openai, openai-api, anthropic, local, testing, echo" in unknown.stderr
+
+
+@pytest.mark.parametrize(("group", "what"), [("carryon.providers", "provider"), ("carryon.judge_kinds", "judge kind")])
+def test_a_plugin_that_fails_to_import_is_named_in_one_error(group: str, what: str, small_dataset: Path,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    site = tmp_path / "site"
+    dist = site / "carryon_broken-0.0.1.dist-info"
+    dist.mkdir(parents=True)
+    (site / "carryon_broken.py").write_text('raise RuntimeError("needs a GPU driver")\n')
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: carryon-broken\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\nbroken = carryon_broken\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO / "src")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "carryon", "run", "--target", "testing/ideal", "--judge", "testing/judge",
+         "--dataset", str(small_dataset), "--limit", "1", "--sequences", "1", "--out", str(tmp_path / "run"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"{what} plugin broken (carryon_broken) failed to load: RuntimeError: needs a GPU driver" in result.stderr
+    assert "Traceback" not in result.stderr

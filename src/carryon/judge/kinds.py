@@ -9,13 +9,13 @@ CarryOn's own kinds: `ben_util` (judge/ben_util.py), `harm` (judge/harm.py), `re
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from carryon.core.plugins import load_plugins
 
 if TYPE_CHECKING:
     from carryon.calls import Caller
@@ -88,11 +88,7 @@ def judge_kind(cls: K) -> K:
 @cache
 def kinds() -> dict[str, JudgeKind]:
     """Every registered kind, CarryOn's own first, by name."""
-    for module in BUILTIN:
-        importlib.import_module(module)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.value not in BUILTIN:
-            entry.load()
+    load_plugins(ENTRY_POINT_GROUP, BUILTIN, "judge kind")
 
     def order(name: str) -> int:
         module = type(_registered[name]).__module__

@@ -19,14 +19,13 @@ name before anything heavy is imported.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
 from carryon.core.errors import BadInput
+from carryon.core.plugins import load_plugins
 
 if TYPE_CHECKING:
     from carryon.core.chat import ChatClient
@@ -90,15 +89,7 @@ def provider(name: str, *, key_env: str | None = None, base_url: Literal["requir
 @cache
 def providers() -> dict[str, Provider]:
     """Every provider: CarryOn's own, then those of installed packages (entry-point group `carryon.providers`)."""
-    for module in BUILTIN:
-        importlib.import_module(module)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.value not in BUILTIN:
-            try:
-                entry.load()
-            except Exception as error:  # noqa: BLE001 - a broken plugin is named, not a traceback
-                raise BadInput(f"provider plugin {entry.name} ({entry.value}) failed to load: "
-                               f"{type(error).__name__}: {error}") from None  # fmt: skip
+    load_plugins(ENTRY_POINT_GROUP, BUILTIN, "provider")
     return dict(_registered)
 
 
