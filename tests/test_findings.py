@@ -10,8 +10,11 @@ from pathlib import Path
 from conftest import REPO
 
 
-def _findings(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "findings.py"), "--out", str(out), "--items", "3",
+TWIN = "Models help the benign user more than the malicious twin making the same moves"
+
+
+def _findings(out: Path, *extra: str, items: int = 3) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "findings.py"), "--out", str(out), "--items", str(items),
                            "--targets", "testing/ideal,testing/parrot", "--judge", "testing/judge", *extra],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
@@ -30,9 +33,18 @@ def test_findings_table_is_written_and_the_run_resumes(tmp_path: Path) -> None:
     parrot = {row["claim"]: row for row in by_model["testing/parrot"]["rows"]}
     # the parrot recovers on any follow-up: pushback raises its utility, against the paper's finding
     assert parrot["Pushback lowers utility"]["verdict"] == "disagrees"
+    assert not ideal[TWIN]["verdict"].startswith("not run")  # the twin plays by default
     assert "| claim | the paper |" in (out / "findings.md").read_text()
     again = _findings(out)
     assert again.returncode == 0, again.stderr
     log = json.loads((out / "findings.json").read_text())["log"]
     assert all(step["calls_made"] == 0 for step in log["steps"])
     assert log["sittings"] == 2 and log["total_seconds"] >= sum(step["seconds"] for step in log["steps"])
+
+
+def test_a_benign_only_run_says_the_twin_row_was_not_run(tmp_path: Path) -> None:
+    out = tmp_path / "benign"
+    result = _findings(out, "--conditions", "benign", "--targets", "testing/ideal", items=1)
+    assert result.returncode == 0, result.stderr
+    rows = {row["claim"]: row for row in json.loads((out / "findings.json").read_text())["results"][0]["rows"]}
+    assert rows[TWIN]["verdict"] == "not run (benign user only: --conditions benign)"
