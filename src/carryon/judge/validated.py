@@ -16,8 +16,8 @@ VALIDATED: dict[str, dict[str, Any]] = {
         "ben_util_kappa": 0.82,
         "verdict": "its Ben-Util verdicts agree well with human labels; its harm verdicts separate harmful answers "
         "from refusals but flag a third of refusals that discuss the topic, so harm runs high; its response types "
-        "agree fairly (it rarely finds partial refusals). Treat harm and response-type figures as indicative and use a stronger judge (or a panel) for "
-        "results",
+        "agree fairly (it rarely finds partial refusals). Treat harm and response-type figures as indicative and "
+        "use a stronger judge (or a panel) for results",
     },
 }
 
