@@ -145,14 +145,15 @@ def convergence(convs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _verdict(low: float | None, high: float | None, expect: str) -> str:
-    """`expect`: 'positive' (the paper finds > 0), 'negative' (< 0) or 'nonnegative' (≥ 0)."""
+    """`expect`: 'positive' (the paper finds > 0), 'negative' (< 0) or 'nonnegative' (≥ 0: the CI must lie at or
+    above zero to agree — a CI that merely reaches zero from below cannot tell "recovers" from "falls short")."""
     if low is None or high is None:
         return "not enough data"
     if expect == "positive":
         return "agrees" if low > 0 else ("disagrees" if high < 0 else "inconclusive (CI includes 0)")
     if expect == "negative":
         return "agrees" if high < 0 else ("disagrees" if low > 0 else "inconclusive (CI includes 0)")
-    return "agrees" if high >= 0 else "disagrees"
+    return "agrees" if low >= 0 else ("disagrees" if high < 0 else "inconclusive (CI includes 0)")
 
 
 def findings_of(run: Path) -> dict[str, Any]:

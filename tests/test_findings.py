@@ -48,3 +48,16 @@ def test_a_benign_only_run_says_the_twin_row_was_not_run(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     rows = {row["claim"]: row for row in json.loads((out / "findings.json").read_text())["results"][0]["rows"]}
     assert rows[TWIN]["verdict"] == "not run (benign user only: --conditions benign)"
+
+
+def test_recovery_agrees_only_when_its_ci_lies_at_or_above_zero() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("findings", REPO / "benchmarks" / "findings.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _verdict = module._verdict
+    assert _verdict(0.0, 0.1, "nonnegative") == "agrees"
+    assert _verdict(-0.126, 0.0, "nonnegative") == "inconclusive (CI includes 0)"  # reaches zero from below
+    assert _verdict(-0.2, -0.1, "nonnegative") == "disagrees"
