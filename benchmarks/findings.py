@@ -30,6 +30,7 @@ import numpy as np
 
 from carryon.config import RunConfig
 from carryon.data.load import builtin_path, load_items
+from carryon.core.moves import MOVES, Move
 from carryon.core.stats import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, paired_difference, summarize
 from carryon.pipeline import run
 
@@ -162,7 +163,10 @@ def findings_of(run: Path) -> dict[str, Any]:
     convs = [json.loads(line) for line in (run / "conversations.jsonl").read_text().splitlines() if line.strip()]
     turn1 = [(c["item_id"], c["turns"][0]["ben_util"]) for c in convs if c["condition"] == "multi_turn"]
     upfront = [(c["item_id"], c["turns"][0]["ben_util"]) for c in convs if c["condition"] == "upfront"]
-    final = [(c["item_id"], c["turns"][-1]["ben_util"]) for c in convs if c["condition"] == "multi_turn"]
+    # the paper's recovery claim is about clarification: the sequences with an intent-revealing move (not pure
+    # pushback or pure disengagement, which reveal nothing)
+    final = [(c["item_id"], c["turns"][-1]["ben_util"]) for c in convs
+             if c["condition"] == "multi_turn" and any(MOVES[Move(m)].family == "intent" for m in c["moves"])]
     gap = paired_difference(upfront, turn1)
     rec = paired_difference(final, upfront)
     effects = m["move_effects"]
@@ -186,7 +190,7 @@ def findings_of(run: Path) -> dict[str, Any]:
         f"upfront − turn 1 = {pct(gap)}{ci(gap)} pp", gap["ci_low"], gap["ci_high"], "positive")
     row("Multi-turn clarification recovers to the upfront baseline",
         "13 of 14 models meet or exceed their upfront utility after clarification",
-        f"final − upfront = {pct(rec)}{ci(rec)} pp; recovery ratio "
+        f"final (sequences with an intent move) − upfront = {pct(rec)}{ci(rec)} pp; recovery ratio (all sequences) "
         f"{m['recovery']['recovery_ratio'] if m['recovery']['recovery_ratio'] is None else round(m['recovery']['recovery_ratio'], 2)}",
         rec["ci_low"], rec["ci_high"], "nonnegative")
     for key, claim, paper, expect in (
