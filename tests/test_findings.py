@@ -30,6 +30,9 @@ def test_findings_table_is_written_and_the_run_resumes(tmp_path: Path) -> None:
     assert set(by_model) == {"testing/ideal", "testing/parrot"}
     ideal = {row["claim"]: row for row in by_model["testing/ideal"]["rows"]}
     assert ideal["Turn-1 utility is low and stating the purpose up front raises it"]["verdict"] == "agrees"
+    # the ideal model recovers fully once the purpose is told, not after pure pushback or disengagement: recovery
+    # "after clarification" is read on the sequences with an intent-revealing move
+    assert ideal["Multi-turn clarification recovers to the upfront baseline"]["verdict"] == "agrees"
     parrot = {row["claim"]: row for row in by_model["testing/parrot"]["rows"]}
     # the parrot recovers on any follow-up: pushback raises its utility, against the paper's finding
     assert parrot["Pushback lowers utility"]["verdict"] == "disagrees"
